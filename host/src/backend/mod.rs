@@ -1,0 +1,202 @@
+//! The two things a site plugs into the protocol: an [`Authenticator`] that turns
+//! credentials into an [`Account`], and a [`StorageProvider`] that opens a
+//! [`Storage`] per logged-in session. The protocol only ever sees these traits;
+//! `crate::plugin` implements them with WebAssembly components and [`memory`]
+//! implements them in memory for tests.
+//!
+//! Paths handed to [`Storage`] are absolute, normalized virtual paths (`/a/b`),
+//! already confined to the account's home by the protocol.
+
+pub mod memory;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+bitflags::bitflags! {
+    /// What an account may do (mirrors the WIT `permissions` flags).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    pub struct Permissions: u32 {
+        /// RETR, SIZE, MDTM.
+        const READ = 1 << 0;
+        /// STOR, STOU.
+        const WRITE = 1 << 1;
+        /// APPE, and STOR after REST.
+        const APPEND = 1 << 2;
+        /// DELE.
+        const DELETE = 1 << 3;
+        /// RNFR/RNTO.
+        const RENAME = 1 << 4;
+        /// MKD.
+        const MAKE_DIR = 1 << 5;
+        /// RMD.
+        const REMOVE_DIR = 1 << 6;
+        /// LIST, NLST, MLSD, MLST, STAT with a path.
+        const LIST = 1 << 7;
+        /// MFMT.
+        const SET_TIME = 1 << 8;
+    }
+}
+
+/// What a client presented at login.
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    pub user: String,
+    pub password: String,
+    pub client_ip: IpAddr,
+    pub tls: bool,
+    pub site: String,
+}
+
+/// A logged-in account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    /// Name shown in listings and logs.
+    pub user: String,
+    /// Absolute virtual path the session starts in and cannot leave.
+    pub home: String,
+    pub permissions: Permissions,
+}
+
+/// Why a login failed.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum AuthError {
+    /// Unknown user or wrong password (`530`).
+    #[error("login incorrect")]
+    BadCredentials(Option<String>),
+    /// Account may not log in (`530`).
+    #[error("account disabled")]
+    Disabled(Option<String>),
+    /// User store unreachable (`421`, connection closed).
+    #[error("authentication service unavailable")]
+    Unavailable(Option<String>),
+    /// The plugin trapped, ran out of time or memory (`451`).
+    #[error("authentication plugin failed: {0}")]
+    PluginFailed(String),
+}
+
+/// Turns credentials into an account. One per site, shared by all its sessions.
+#[async_trait]
+pub trait Authenticator: Send + Sync {
+    async fn login(&self, credentials: &Credentials) -> Result<Account, AuthError>;
+}
+
+/// The closed set of storage failures (mirrors the WIT `error-code`), plus
+/// [`ErrorKind::PluginFailed`] for a plugin that trapped or hit a limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    NotFound,
+    PermissionDenied,
+    AlreadyExists,
+    NotADirectory,
+    IsADirectory,
+    NotEmpty,
+    InvalidName,
+    NoSpace,
+    Unsupported,
+    Unavailable,
+    Io,
+    /// The plugin trapped, exceeded its deadline or its memory (`451`).
+    PluginFailed,
+}
+
+/// A storage failure with an optional message for the client.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{kind:?}{}", message.as_deref().map(|m| format!(": {m}")).unwrap_or_default())]
+pub struct StorageError {
+    pub kind: ErrorKind,
+    pub message: Option<String>,
+}
+
+impl StorageError {
+    pub fn new(kind: ErrorKind) -> Self {
+        StorageError { kind, message: None }
+    }
+
+    pub fn with_message(kind: ErrorKind, message: impl Into<String>) -> Self {
+        StorageError { kind, message: Some(message.into()) }
+    }
+}
+
+pub type StorageResult<T> = Result<T, StorageError>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryKind {
+    File,
+    Directory,
+    Symlink,
+    Other,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Metadata {
+    pub kind: EntryKind,
+    pub size: u64,
+    pub modified: Option<SystemTime>,
+    /// The backend refuses writes to this entry whatever the account may do.
+    pub readonly: bool,
+}
+
+impl Metadata {
+    pub fn is_dir(&self) -> bool {
+        self.kind == EntryKind::Directory
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirEntry {
+    /// A single path segment.
+    pub name: String,
+    pub metadata: Metadata,
+}
+
+/// Where an upload's bytes go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteMode {
+    /// Create or truncate (STOR).
+    Truncate,
+    /// Create or append (APPE).
+    Append,
+    /// Keep existing content, write from this offset (REST + STOR).
+    Offset(u64),
+}
+
+/// A file open for reading.
+#[async_trait]
+pub trait FileReader: Send {
+    /// Up to `max` bytes; empty means end of file.
+    async fn read(&mut self, max: usize) -> StorageResult<Bytes>;
+}
+
+/// A file open for writing.
+#[async_trait]
+pub trait FileWriter: Send {
+    async fn write(&mut self, data: Bytes) -> StorageResult<()>;
+    /// Completes an upload. A writer dropped without `finish` was interrupted;
+    /// what was written stays.
+    async fn finish(self: Box<Self>) -> StorageResult<()>;
+}
+
+/// One session's view of a site's files. Methods take `&self` so a running
+/// transfer and the control connection can share it.
+#[async_trait]
+pub trait Storage: Send + Sync {
+    async fn stat(&self, path: &str) -> StorageResult<Metadata>;
+    async fn list_dir(&self, path: &str) -> StorageResult<Vec<DirEntry>>;
+    async fn open_read(&self, path: &str, offset: u64) -> StorageResult<Box<dyn FileReader>>;
+    async fn open_write(&self, path: &str, mode: WriteMode) -> StorageResult<Box<dyn FileWriter>>;
+    async fn make_dir(&self, path: &str) -> StorageResult<()>;
+    async fn remove_dir(&self, path: &str) -> StorageResult<()>;
+    async fn delete(&self, path: &str) -> StorageResult<()>;
+    async fn rename(&self, from: &str, to: &str) -> StorageResult<()>;
+    async fn set_modified(&self, path: &str, time: SystemTime) -> StorageResult<()>;
+}
+
+/// Opens a [`Storage`] for each logged-in session of a site.
+pub trait StorageProvider: Send + Sync {
+    /// Cheap: a plugin instance is created lazily on the first call.
+    fn open_session(&self, account: &Account) -> Arc<dyn Storage>;
+}

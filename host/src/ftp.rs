@@ -1,0 +1,1 @@
+//! FTP protocol (PI and DTP). Stub until the protocol engine lands.

@@ -1,0 +1,21 @@
+//! wasmftpd: an FTP server whose authentication and storage are WebAssembly components.
+//!
+//! Module map:
+//! - [`backend`]: the plain Rust traits the protocol talks to (authenticator, storage)
+//!   and an in-memory implementation for tests.
+//! - [`ftp`]: the FTP protocol: control connection (PI), data connections (DTP),
+//!   one file per command, replies, paths and listings. Never sees wasmtime.
+//! - [`plugin`]: the WebAssembly plugin runtime; the only module that imports wasmtime.
+//!   Implements the [`backend`] traits on top of components.
+//! - [`config`]: the TOML configuration and its validation.
+//! - [`site`]: a virtual site (its backends and limits) as the protocol sees it.
+//! - [`server`]: listeners, connection limits, shutdown.
+//! - [`cli`]: the command line.
+
+pub mod backend;
+pub mod cli;
+pub mod config;
+pub mod ftp;
+pub mod plugin;
+pub mod server;
+pub mod site;

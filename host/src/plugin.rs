@@ -1,0 +1,1 @@
+//! WebAssembly plugin runtime. Stub until the runtime lands.
