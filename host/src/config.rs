@@ -1,1 +1,556 @@
-//! Configuration. Stub.
+//! The TOML configuration: parsing, validation and the error messages a user
+//! sees. Every error names the file, the line and the key. Nothing here touches
+//! the network or compiles plugins; `crate::server` turns a [`Config`] into
+//! running sites.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::ops::{Range, RangeInclusive};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::ftp::SessionSettings;
+use crate::plugin::{Grant, PluginLimits, PluginSource, PluginSpec};
+
+/// A configuration error, located in a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    /// 1-based; 0 when the error is about the whole file (e.g. it cannot be read).
+    pub line: usize,
+    /// Dotted key path (`site.main.auth.plugin`), empty when unknown.
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if self.line > 0 {
+            write!(f, ":{}", self.line)?;
+        }
+        if !self.key.is_empty() {
+            write!(f, ": key `{}`", self.key)?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// The validated configuration of one server.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it came from (errors found later, e.g. by a plugin compile, name it).
+    pub file: PathBuf,
+    pub listen: Vec<SocketAddr>,
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+    /// Where precompiled plugins are cached; `None` disables the cache.
+    pub cache_dir: Option<PathBuf>,
+    pub session: SessionSettings,
+    /// Sites in name order.
+    pub sites: Vec<SiteConfig>,
+    /// The site a connection gets when nothing else selects one.
+    pub default_site: Option<String>,
+}
+
+/// One virtual site, ready to be built.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SiteConfig {
+    pub name: String,
+    pub banner: String,
+    pub host_names: Vec<String>,
+    /// Dedicated listeners: connections there always get this site.
+    pub listen: Vec<SocketAddr>,
+    pub allow_user_at_site: bool,
+    pub passive_ports: Option<RangeInclusive<u16>>,
+    pub max_connections: Option<usize>,
+    pub auth: PluginSpec,
+    pub storage: PluginSpec,
+    /// Line of the site's table, for errors found while building it.
+    pub line: usize,
+}
+
+/// Reads and validates a configuration file.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        file: path.to_path_buf(),
+        line: 0,
+        key: String::new(),
+        message: format!("cannot read: {e}"),
+    })?;
+    parse(path, &text)
+}
+
+/// Parses and validates configuration text; `path` names it in errors and anchors
+/// relative paths (granted directories, plugin files, the cache directory).
+pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+    let at = Locator { file: path, text };
+    let deserializer = toml::Deserializer::parse(text).map_err(|e| at.toml_error(&e, ""))?;
+    let raw: RawConfig = serde_path_to_error::deserialize(deserializer)
+        .map_err(|e| at.toml_error(e.inner(), &e.path().to_string()))?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    build(&at, base, raw)
+}
+
+fn build(at: &Locator, base: &Path, raw: RawConfig) -> Result<Config, ConfigError> {
+    let server = raw.server;
+    let defaults = SessionSettings::default();
+    let session = SessionSettings {
+        idle_timeout: server.idle_timeout.map_or(defaults.idle_timeout, |d| d.0),
+        data_timeout: server.data_timeout.map_or(defaults.data_timeout, |d| d.0),
+        passive_ports: server
+            .passive_ports
+            .map_or(defaults.passive_ports.clone(), |p| p.0),
+        passive_address: server.passive_address,
+        allow_foreign_data: server.allow_foreign_data,
+        max_line_length: server.max_line_length.unwrap_or(defaults.max_line_length),
+        login_failure_delay: server
+            .login_failure_delay
+            .map_or(defaults.login_failure_delay, |d| d.0),
+        max_login_failures: server
+            .max_login_failures
+            .unwrap_or(defaults.max_login_failures),
+    };
+    if session.max_line_length < 512 {
+        return Err(at.error_at(
+            None,
+            "server.max_line_length",
+            "must be at least 512 (RFC 959 lines)",
+        ));
+    }
+
+    let mut sites = Vec::new();
+    for (name, site) in raw.site {
+        let name_span = site.span();
+        let site = site.into_inner();
+        let key = format!("site.{name}");
+        if !valid_site_name(&name) {
+            return Err(at.error_at(
+                Some(name_span),
+                &key,
+                "a site name uses letters, digits, `-`, `_` and `.` only",
+            ));
+        }
+        let auth = plugin_spec(at, base, &name, &format!("{key}.auth"), site.auth)?;
+        let storage = plugin_spec(at, base, &name, &format!("{key}.storage"), site.storage)?;
+        sites.push(SiteConfig {
+            banner: site
+                .banner
+                .unwrap_or_else(|| format!("wasmftpd ready ({name})")),
+            host_names: site.host_names,
+            listen: site.listen,
+            allow_user_at_site: site.allow_user_at_site,
+            passive_ports: site.passive_ports.map(|p| p.0),
+            max_connections: site.max_connections,
+            auth,
+            storage,
+            line: at.line_of(&name_span),
+            name,
+        });
+    }
+
+    let default_site = match server.default_site {
+        Some(name) => {
+            if !sites.iter().any(|s| s.name == *name.get_ref()) {
+                return Err(at.error_at(
+                    Some(name.span()),
+                    "server.default_site",
+                    &format!("no site named `{}`", name.get_ref()),
+                ));
+            }
+            Some(name.into_inner())
+        }
+        // One site needs no naming.
+        None if sites.len() == 1 => Some(sites[0].name.clone()),
+        None => None,
+    };
+
+    let cache_dir = match server.cache_dir {
+        Some(dir) if dir.as_os_str().is_empty() => None,
+        Some(dir) => Some(base.join(dir)),
+        None => default_cache_dir(),
+    };
+
+    Ok(Config {
+        file: at.file.to_path_buf(),
+        listen: server.listen,
+        max_connections: server.max_connections.unwrap_or(1000),
+        max_connections_per_ip: server.max_connections_per_ip.unwrap_or(50),
+        cache_dir,
+        session,
+        sites,
+        default_site,
+    })
+}
+
+fn plugin_spec(
+    at: &Locator,
+    base: &Path,
+    site: &str,
+    key: &str,
+    raw: Spanned<RawPlugin>,
+) -> Result<PluginSpec, ConfigError> {
+    let raw = raw.into_inner();
+    let plugin_key = format!("{key}.plugin");
+    let source = match raw.plugin.get_ref().strip_prefix("builtin:") {
+        Some(name) => {
+            if !crate::plugin::builtin_names().contains(&name) {
+                return Err(at.error_at(
+                    Some(raw.plugin.span()),
+                    &plugin_key,
+                    &format!(
+                        "no builtin plugin `{name}` (builtins: {})",
+                        crate::plugin::builtin_names().join(", ")
+                    ),
+                ));
+            }
+            PluginSource::Builtin(name.to_string())
+        }
+        None => {
+            let file = base.join(raw.plugin.get_ref());
+            if !file.is_file() {
+                return Err(at.error_at(
+                    Some(raw.plugin.span()),
+                    &plugin_key,
+                    &format!("plugin file {} not found", file.display()),
+                ));
+            }
+            PluginSource::File(file)
+        }
+    };
+
+    let mut grants = Vec::new();
+    for (guest, host) in raw.dirs {
+        let dir = base.join(host.get_ref());
+        if !guest.starts_with('/') {
+            return Err(at.error_at(
+                Some(host.span()),
+                &format!("{key}.dirs.{guest}"),
+                "the guest path (the key) must be absolute, like \"/\" or \"/data\"",
+            ));
+        }
+        if !dir.is_dir() {
+            return Err(at.error_at(
+                Some(host.span()),
+                &format!("{key}.dirs.{guest}"),
+                &format!("directory {} not found", dir.display()),
+            ));
+        }
+        grants.push(Grant { host: dir, guest });
+    }
+
+    let defaults = PluginLimits::default();
+    Ok(PluginSpec {
+        site: site.to_string(),
+        source,
+        config: flatten_table(&raw.config),
+        grants,
+        limits: PluginLimits {
+            memory: raw.memory_limit.map_or(defaults.memory, |s| s.0),
+            call_timeout: raw.call_timeout.map_or(defaults.call_timeout, |d| d.0),
+        },
+    })
+}
+
+/// Turns a plugin's `config` table into the flat string pairs `wasi:config/store`
+/// serves: nested tables become dotted keys, arrays comma-joined text.
+pub fn flatten_table(table: &toml::Table) -> Vec<(String, String)> {
+    fn walk(prefix: &str, value: &toml::Value, out: &mut Vec<(String, String)>) {
+        match value {
+            toml::Value::Table(table) => {
+                for (k, v) in table {
+                    let key = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    walk(&key, v, out);
+                }
+            }
+            toml::Value::Array(items) => {
+                let parts: Vec<String> = items.iter().map(scalar_text).collect();
+                out.push((prefix.to_string(), parts.join(",")));
+            }
+            other => out.push((prefix.to_string(), scalar_text(other))),
+        }
+    }
+    fn scalar_text(value: &toml::Value) -> String {
+        match value {
+            toml::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        }
+    }
+    let mut out = Vec::new();
+    for (k, v) in table {
+        walk(k, v, &mut out);
+    }
+    out
+}
+
+fn valid_site_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+fn default_cache_dir() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
+        return Some(PathBuf::from(dir).join("wasmftpd"));
+    }
+    std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache").join("wasmftpd"))
+}
+
+/// Turns byte spans into line numbers for one file's text.
+struct Locator<'a> {
+    file: &'a Path,
+    text: &'a str,
+}
+
+impl Locator<'_> {
+    fn line_of(&self, span: &Range<usize>) -> usize {
+        let end = span.start.min(self.text.len());
+        self.text.as_bytes()[..end].iter().filter(|&&b| b == b'\n').count() + 1
+    }
+
+    fn error_at(&self, span: Option<Range<usize>>, key: &str, message: &str) -> ConfigError {
+        ConfigError {
+            file: self.file.to_path_buf(),
+            line: span.map_or(0, |s| self.line_of(&s)),
+            key: key.to_string(),
+            message: message.to_string(),
+        }
+    }
+
+    fn toml_error(&self, error: &toml::de::Error, path: &str) -> ConfigError {
+        let span = error.span();
+        // serde_path_to_error's path already ends with an unknown key's name.
+        let key = if path == "?" { String::new() } else { path.trim_matches('.').to_string() };
+        ConfigError {
+            file: self.file.to_path_buf(),
+            line: span.map_or(0, |s| self.line_of(&s)),
+            key,
+            message: error.message().trim().to_string(),
+        }
+    }
+}
+
+// ---- The raw shape of the file (serde) ----
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    server: RawServer,
+    #[serde(default)]
+    site: BTreeMap<String, Spanned<RawSite>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    #[serde(default)]
+    listen: Vec<SocketAddr>,
+    passive_ports: Option<PortRange>,
+    passive_address: Option<IpAddr>,
+    idle_timeout: Option<HumanDuration>,
+    data_timeout: Option<HumanDuration>,
+    login_failure_delay: Option<HumanDuration>,
+    max_login_failures: Option<u32>,
+    max_connections: Option<usize>,
+    max_connections_per_ip: Option<usize>,
+    max_line_length: Option<usize>,
+    #[serde(default)]
+    allow_foreign_data: bool,
+    cache_dir: Option<PathBuf>,
+    default_site: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSite {
+    banner: Option<String>,
+    #[serde(default)]
+    host_names: Vec<String>,
+    #[serde(default)]
+    listen: Vec<SocketAddr>,
+    #[serde(default)]
+    allow_user_at_site: bool,
+    passive_ports: Option<PortRange>,
+    max_connections: Option<usize>,
+    auth: Spanned<RawPlugin>,
+    storage: Spanned<RawPlugin>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPlugin {
+    plugin: Spanned<String>,
+    #[serde(default)]
+    config: toml::Table,
+    /// Granted directories: guest path (key) → host directory (value).
+    #[serde(default)]
+    dirs: BTreeMap<String, Spanned<String>>,
+    memory_limit: Option<HumanSize>,
+    call_timeout: Option<HumanDuration>,
+}
+
+/// "30s", "10m", "1h 30m".
+struct HumanDuration(Duration);
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_duration(&text)
+            .map(HumanDuration)
+            .map_err(|e| serde::de::Error::custom(format!("`{text}` is not a duration like \"30s\" ({e})")))
+    }
+}
+
+/// "64MiB", "512KiB", "1GB".
+struct HumanSize(u64);
+
+impl<'de> Deserialize<'de> for HumanSize {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse::<bytesize::ByteSize>()
+            .map(|s| HumanSize(s.as_u64()))
+            .map_err(|e| serde::de::Error::custom(format!("`{text}` is not a size like \"64MiB\" ({e})")))
+    }
+}
+
+/// "50000-50999".
+struct PortRange(RangeInclusive<u16>);
+
+impl<'de> Deserialize<'de> for PortRange {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        let bad = || {
+            serde::de::Error::custom(format!(
+                "`{text}` is not a port range like \"50000-50999\" (1024-65535, low <= high)"
+            ))
+        };
+        let (low, high) = text.split_once('-').ok_or_else(bad)?;
+        let low: u16 = low.trim().parse().map_err(|_| bad())?;
+        let high: u16 = high.trim().parse().map_err(|_| bad())?;
+        if low < 1024 || low > high {
+            return Err(bad());
+        }
+        Ok(PortRange(low..=high))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_str(text: &str) -> Result<Config, ConfigError> {
+        parse(Path::new("/nonexistent/test.toml"), text)
+    }
+
+    const MINIMAL: &str = r#"
+[server]
+listen = ["127.0.0.1:2121"]
+idle_timeout = "30s"
+
+[site.main]
+[site.main.auth]
+plugin = "builtin:auth-static"
+[site.main.auth.config.users.demo]
+password = "$6$x$y"
+permissions = ["read", "list"]
+[site.main.storage]
+plugin = "builtin:storage-fs"
+memory_limit = "32MiB"
+"#;
+
+    #[test]
+    fn minimal_config_parses_with_units() {
+        let config = parse_str(MINIMAL).expect("valid");
+        assert_eq!(config.listen, vec!["127.0.0.1:2121".parse().unwrap()]);
+        assert_eq!(config.session.idle_timeout, Duration::from_secs(30));
+        assert_eq!(config.default_site.as_deref(), Some("main"));
+        let site = &config.sites[0];
+        assert_eq!(site.storage.limits.memory, 32 * 1024 * 1024);
+        assert!(
+            site.auth
+                .config
+                .contains(&("users.demo.permissions".to_string(), "read,list".to_string()))
+        );
+    }
+
+    #[test]
+    fn unknown_key_names_file_line_and_key() {
+        let text = MINIMAL.replace("idle_timeout = \"30s\"", "idle_timeout = \"30s\"\nbogus = 1");
+        let err = parse_str(&text).unwrap_err();
+        assert_eq!(err.line, 5, "{err}");
+        assert_eq!(err.key, "server.bogus", "{err}");
+        let shown = err.to_string();
+        assert!(shown.starts_with("/nonexistent/test.toml:5: key `server.bogus`"), "{shown}");
+    }
+
+    #[test]
+    fn bad_duration_is_reported_with_its_key() {
+        let text = MINIMAL.replace("\"30s\"", "\"thirty\"");
+        let err = parse_str(&text).unwrap_err();
+        assert_eq!(err.key, "server.idle_timeout");
+        assert_eq!(err.line, 4);
+        assert!(err.message.contains("thirty"), "{err}");
+    }
+
+    #[test]
+    fn unknown_builtin_is_rejected() {
+        let text = MINIMAL.replace("builtin:storage-fs", "builtin:nope");
+        let err = parse_str(&text).unwrap_err();
+        assert_eq!(err.key, "site.main.storage.plugin");
+        assert!(err.message.contains("no builtin plugin `nope`"), "{err}");
+    }
+
+    #[test]
+    fn missing_granted_directory_is_rejected() {
+        let text = format!("{MINIMAL}[site.main.storage.dirs]\n\"/\" = \"no-such-dir\"\n");
+        let err = parse_str(&text).unwrap_err();
+        assert_eq!(err.key, "site.main.storage.dirs./");
+        assert!(err.message.contains("not found"), "{err}");
+    }
+
+    #[test]
+    fn bad_toml_syntax_has_a_line() {
+        let err = parse_str("[server\nlisten = 1").unwrap_err();
+        assert_eq!(err.line, 1, "{err}");
+    }
+
+    #[test]
+    fn default_site_must_exist() {
+        let text = MINIMAL.replace("[server]", "[server]\ndefault_site = \"other\"");
+        let err = parse_str(&text).unwrap_err();
+        assert_eq!(err.key, "server.default_site");
+    }
+
+    #[test]
+    fn passive_range_is_checked() {
+        let text = MINIMAL.replace("[server]", "[server]\npassive_ports = \"60000-50000\"");
+        let err = parse_str(&text).unwrap_err();
+        assert_eq!(err.key, "server.passive_ports");
+    }
+
+    #[test]
+    fn flatten_nests_and_joins() {
+        let table: toml::Table = toml::from_str("a = 1\nb = true\n[c.d]\ne = [\"x\", \"y\"]").unwrap();
+        let flat = flatten_table(&table);
+        assert_eq!(
+            flat,
+            vec![
+                ("a".to_string(), "1".to_string()),
+                ("b".to_string(), "true".to_string()),
+                ("c.d.e".to_string(), "x,y".to_string()),
+            ]
+        );
+    }
+}
