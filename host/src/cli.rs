@@ -8,7 +8,6 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use crate::plugin::{PluginRuntime, RuntimeOptions};
 
 #[derive(Parser)]
 #[command(name = "wasmftpd", version, about = "An FTP server whose authentication and storage are WebAssembly components")]
@@ -60,18 +59,16 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 fn serve(config: PathBuf, listen_override: Vec<SocketAddr>) -> anyhow::Result<()> {
-    let config = crate::config::load(&config)?;
     runtime()?.block_on(crate::server::serve(crate::server::ServeOptions {
-        config,
+        config_path: config,
         listen_override,
     }))
 }
 
 fn check(path: PathBuf) -> anyhow::Result<()> {
     let config = crate::config::load(&path)?;
-    let runtime = PluginRuntime::new(RuntimeOptions { cache_dir: config.cache_dir.clone() })?;
-    self::runtime()?.block_on(crate::server::build_registry(&runtime, &config))?;
-    println!("{}: OK ({} site(s))", path.display(), config.sites.len());
+    let sites = runtime()?.block_on(crate::server::check(&config))?;
+    println!("{}: OK ({sites} site(s))", path.display());
     Ok(())
 }
 

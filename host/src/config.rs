@@ -72,34 +72,97 @@ pub struct SiteConfig {
     pub max_connections: Option<usize>,
     pub auth: PluginSpec,
     pub storage: PluginSpec,
-    /// Line of the site's table, for errors found while building it.
+    /// The file that defines the site and the line of its table, for errors
+    /// found while building it.
+    pub file: PathBuf,
     pub line: usize,
 }
 
-/// Reads and validates a configuration file.
+/// Reads and validates a configuration: one file, or a directory holding
+/// `server.toml` (the `[server]` table, optionally sites too) and one
+/// `NAME.toml` per site (the site's keys at top level; the file name is the
+/// site name).
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+    if path.is_dir() {
+        return load_dir(path);
+    }
+    let text = read(path)?;
+    parse(path, &text)
+}
+
+fn read(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|e| ConfigError {
         file: path.to_path_buf(),
         line: 0,
         key: String::new(),
         message: format!("cannot read: {e}"),
-    })?;
-    parse(path, &text)
+    })
 }
 
 /// Parses and validates configuration text; `path` names it in errors and anchors
 /// relative paths (granted directories, plugin files, the cache directory).
 pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
     let at = Locator { file: path, text };
-    let deserializer = toml::Deserializer::parse(text).map_err(|e| at.toml_error(&e, ""))?;
-    let raw: RawConfig = serde_path_to_error::deserialize(deserializer)
-        .map_err(|e| at.toml_error(e.inner(), &e.path().to_string()))?;
-    let base = path.parent().unwrap_or(Path::new("."));
-    build(&at, base, raw)
+    let raw: RawConfig = at.deserialize()?;
+    let mut sites = Vec::new();
+    for (name, site) in raw.site {
+        sites.push(build_site(&at, name, site, "site.")?);
+    }
+    build(&at, raw.server, sites)
 }
 
-fn build(at: &Locator, base: &Path, raw: RawConfig) -> Result<Config, ConfigError> {
-    let server = raw.server;
+/// The site files of a config directory, in name order.
+pub fn site_files(dir: &Path) -> Result<Vec<PathBuf>, ConfigError> {
+    let entries = std::fs::read_dir(dir).map_err(|e| ConfigError {
+        file: dir.to_path_buf(),
+        line: 0,
+        key: String::new(),
+        message: format!("cannot read directory: {e}"),
+    })?;
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            // Editors' temporary files (.foo.swp, foo.toml~) are not site files.
+            !name.starts_with('.') && name.ends_with(".toml") && name != SERVER_FILE && p.is_file()
+        })
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// The server settings file inside a config directory.
+pub const SERVER_FILE: &str = "server.toml";
+
+fn load_dir(dir: &Path) -> Result<Config, ConfigError> {
+    let server_path = dir.join(SERVER_FILE);
+    let server_text = if server_path.exists() { read(&server_path)? } else { String::new() };
+    let at = Locator { file: &server_path, text: &server_text };
+    let raw: RawConfig = at.deserialize()?;
+    let mut sites = Vec::new();
+    for (name, site) in raw.site {
+        sites.push(build_site(&at, name, site, "site.")?);
+    }
+    for file in site_files(dir)? {
+        let text = read(&file)?;
+        let site_at = Locator { file: &file, text: &text };
+        let name = file
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default()
+            .to_string();
+        if sites.iter().any(|s: &SiteConfig| s.name == name) {
+            return Err(site_at.error_at(None, "", &format!("site `{name}` is defined twice")));
+        }
+        let raw: Spanned<RawSite> = site_at.deserialize()?;
+        sites.push(build_site(&site_at, name, raw, "")?);
+    }
+    sites.sort_by(|a, b| a.name.cmp(&b.name));
+    build(&at, raw.server, sites)
+}
+
+fn build(at: &Locator, server: RawServer, sites: Vec<SiteConfig>) -> Result<Config, ConfigError> {
+    let base = at.base();
     let defaults = SessionSettings::default();
     let session = SessionSettings {
         idle_timeout: server.idle_timeout.map_or(defaults.idle_timeout, |d| d.0),
@@ -123,36 +186,6 @@ fn build(at: &Locator, base: &Path, raw: RawConfig) -> Result<Config, ConfigErro
             "server.max_line_length",
             "must be at least 512 (RFC 959 lines)",
         ));
-    }
-
-    let mut sites = Vec::new();
-    for (name, site) in raw.site {
-        let name_span = site.span();
-        let site = site.into_inner();
-        let key = format!("site.{name}");
-        if !valid_site_name(&name) {
-            return Err(at.error_at(
-                Some(name_span),
-                &key,
-                "a site name uses letters, digits, `-`, `_` and `.` only",
-            ));
-        }
-        let auth = plugin_spec(at, base, &name, &format!("{key}.auth"), site.auth)?;
-        let storage = plugin_spec(at, base, &name, &format!("{key}.storage"), site.storage)?;
-        sites.push(SiteConfig {
-            banner: site
-                .banner
-                .unwrap_or_else(|| format!("wasmftpd ready ({name})")),
-            host_names: site.host_names,
-            listen: site.listen,
-            allow_user_at_site: site.allow_user_at_site,
-            passive_ports: site.passive_ports.map(|p| p.0),
-            max_connections: site.max_connections,
-            auth,
-            storage,
-            line: at.line_of(&name_span),
-            name,
-        });
     }
 
     let default_site = match server.default_site {
@@ -186,6 +219,45 @@ fn build(at: &Locator, base: &Path, raw: RawConfig) -> Result<Config, ConfigErro
         session,
         sites,
         default_site,
+    })
+}
+
+/// Validates one site; `prefix` is how its keys are named in errors
+/// (`site.` in a single file, nothing in a site file of its own).
+fn build_site(
+    at: &Locator,
+    name: String,
+    site: Spanned<RawSite>,
+    prefix: &str,
+) -> Result<SiteConfig, ConfigError> {
+    let name_span = site.span();
+    let site = site.into_inner();
+    let key = format!("{prefix}{name}");
+    let key_of = |k: &str| if prefix.is_empty() { k.to_string() } else { format!("{key}.{k}") };
+    if !valid_site_name(&name) {
+        return Err(at.error_at(
+            Some(name_span),
+            &key,
+            "a site name uses letters, digits, `-`, `_` and `.` only",
+        ));
+    }
+    let base = at.base();
+    let auth = plugin_spec(at, base, &name, &key_of("auth"), site.auth)?;
+    let storage = plugin_spec(at, base, &name, &key_of("storage"), site.storage)?;
+    Ok(SiteConfig {
+        banner: site
+            .banner
+            .unwrap_or_else(|| format!("wasmftpd ready ({name})")),
+        host_names: site.host_names,
+        listen: site.listen,
+        allow_user_at_site: site.allow_user_at_site,
+        passive_ports: site.passive_ports.map(|p| p.0),
+        max_connections: site.max_connections,
+        auth,
+        storage,
+        file: at.file.to_path_buf(),
+        line: at.line_of(&name_span),
+        name,
     })
 }
 
@@ -314,6 +386,17 @@ struct Locator<'a> {
 }
 
 impl Locator<'_> {
+    /// Relative paths in a file are relative to its directory.
+    fn base(&self) -> &Path {
+        self.file.parent().unwrap_or(Path::new("."))
+    }
+
+    fn deserialize<T: serde::de::DeserializeOwned>(&self) -> Result<T, ConfigError> {
+        let deserializer = toml::Deserializer::parse(self.text).map_err(|e| self.toml_error(&e, ""))?;
+        serde_path_to_error::deserialize(deserializer)
+            .map_err(|e| self.toml_error(e.inner(), &e.path().to_string()))
+    }
+
     fn line_of(&self, span: &Range<usize>) -> usize {
         let end = span.start.min(self.text.len());
         self.text.as_bytes()[..end].iter().filter(|&&b| b == b'\n').count() + 1
@@ -331,7 +414,12 @@ impl Locator<'_> {
     fn toml_error(&self, error: &toml::de::Error, path: &str) -> ConfigError {
         let span = error.span();
         // serde_path_to_error's path already ends with an unknown key's name.
-        let key = if path == "?" { String::new() } else { path.trim_matches('.').to_string() };
+        // `Spanned` adds a private segment to serde's path; users never see it.
+        let key = path
+            .split('.')
+            .filter(|seg| !seg.is_empty() && *seg != "?" && !seg.starts_with("$__"))
+            .collect::<Vec<_>>()
+            .join(".");
         ConfigError {
             file: self.file.to_path_buf(),
             line: span.map_or(0, |s| self.line_of(&s)),
@@ -552,5 +640,39 @@ memory_limit = "32MiB"
                 ("c.d.e".to_string(), "x,y".to_string()),
             ]
         );
+    }
+
+    const SITE_FILE: &str = r#"
+banner = "hello"
+host_names = ["files.example"]
+[auth]
+plugin = "builtin:auth-static"
+[storage]
+plugin = "builtin:storage-fs"
+"#;
+
+    #[test]
+    fn a_directory_holds_a_server_file_and_site_files() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("server.toml"), "[server]\nlisten = [\"127.0.0.1:0\"]\n").unwrap();
+        std::fs::write(dir.path().join("alpha.toml"), SITE_FILE).unwrap();
+        std::fs::write(dir.path().join("beta.toml"), SITE_FILE).unwrap();
+        std::fs::write(dir.path().join(".beta.toml.swp"), "junk").unwrap();
+        let config = load(dir.path()).expect("valid directory");
+        let names: Vec<&str> = config.sites.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["alpha", "beta"]);
+        assert_eq!(config.sites[0].file, dir.path().join("alpha.toml"));
+        assert_eq!(config.sites[1].host_names, ["files.example"]);
+        assert_eq!(config.default_site, None, "two sites and no default_site");
+    }
+
+    #[test]
+    fn an_error_in_a_site_file_names_that_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("alpha.toml"), SITE_FILE.replace("banner", "baner")).unwrap();
+        let err = load(dir.path()).unwrap_err();
+        assert_eq!(err.file, dir.path().join("alpha.toml"));
+        assert_eq!(err.key, "baner");
+        assert_eq!(err.line, 2);
     }
 }

@@ -1,0 +1,266 @@
+//! The server: builds the site registry from the config, opens the listeners,
+//! enforces connection limits and hands each connection to the protocol
+//! ([`crate::ftp::serve_connection`]). Reloads the config on SIGHUP and when its
+//! files change, and stops cleanly on Ctrl-C / SIGTERM.
+//!
+//! - [`registry`]: the sites of one config version, and how a reload builds the next.
+//! - [`limits`]: connection counting.
+//! - [`watch`]: what triggers a reload.
+
+pub mod limits;
+pub mod registry;
+pub mod watch;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use arc_swap::ArcSwap;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+use tracing::{error, info, warn};
+
+use crate::config::Config;
+use crate::ftp::Connection;
+use crate::plugin::{PluginRuntime, RuntimeOptions};
+use limits::ConnectionLimits;
+use registry::Registry;
+
+/// Everything `serve` needs.
+pub struct ServeOptions {
+    /// The config file or directory (reloaded from here).
+    pub config_path: PathBuf,
+    /// Replaces the config's `server.listen` when not empty.
+    pub listen_override: Vec<SocketAddr>,
+}
+
+/// Which site a listener serves: the default one (with HOST / user@site
+/// selection), or one site only.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum ListenerKind {
+    General,
+    Dedicated(String),
+}
+
+/// The running server's state that outlives one config version.
+struct Server {
+    runtime: PluginRuntime,
+    config_path: PathBuf,
+    listen_override: Vec<SocketAddr>,
+    registry: Arc<ArcSwap<Registry>>,
+    config: Config,
+    limits: Arc<ConnectionLimits>,
+    listeners: HashMap<(SocketAddr, ListenerKind), JoinHandle<()>>,
+}
+
+/// Runs the server until Ctrl-C or SIGTERM.
+pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
+    let config = crate::config::load(&options.config_path)?;
+    let runtime = PluginRuntime::new(RuntimeOptions { cache_dir: config.cache_dir.clone() })?;
+    let (registry, _) = registry::build(&runtime, &config, None).await?;
+    info!(sites = registry.len(), "configuration loaded from {}", options.config_path.display());
+    let mut server = Server {
+        runtime,
+        limits: ConnectionLimits::new(config.max_connections, config.max_connections_per_ip),
+        registry: Arc::new(ArcSwap::from_pointee(registry)),
+        config,
+        config_path: options.config_path,
+        listen_override: options.listen_override,
+        listeners: HashMap::new(),
+    };
+    server.sync_listeners().await?;
+    if server.listeners.is_empty() {
+        anyhow::bail!(
+            "{}: nothing to listen on: set server.listen or pass --listen",
+            server.config_path.display()
+        );
+    }
+
+    let mut triggers = watch::reload_triggers(&server.config_path, &server.config)?;
+    loop {
+        tokio::select! {
+            _ = watch::shutdown_signal() => break,
+            Some(why) = triggers.next() => {
+                server.reload(why).await;
+                // The new config may name other plugin files: watch those.
+                triggers = watch::reload_triggers(&server.config_path, &server.config)?;
+            }
+        }
+    }
+    info!("shutting down");
+    for (_, task) in server.listeners.drain() {
+        task.abort();
+    }
+    Ok(())
+}
+
+impl Server {
+    /// Loads the config again; on any error the running version stays.
+    async fn reload(&mut self, why: &str) {
+        let started = Instant::now();
+        let config = match crate::config::load(&self.config_path) {
+            Ok(config) => config,
+            Err(e) => {
+                error!("reload ({why}) failed, keeping the running configuration: {e}");
+                return;
+            }
+        };
+        let current = self.registry.load_full();
+        let (registry, changes) = match registry::build(&self.runtime, &config, Some(&current)).await {
+            Ok(built) => built,
+            Err(e) => {
+                error!("reload ({why}) failed, keeping the running configuration: {e:#}");
+                return;
+            }
+        };
+        if config.cache_dir != self.config.cache_dir {
+            warn!("server.cache_dir changed: it takes effect at the next start");
+        }
+        self.limits
+            .set_maxima(config.max_connections, config.max_connections_per_ip);
+        self.registry.store(Arc::new(registry));
+        self.config = config;
+        if let Err(e) = self.sync_listeners().await {
+            error!("reload ({why}): {e:#}");
+        }
+        let elapsed = started.elapsed();
+        if changes.is_empty() {
+            info!("reload ({why}): no site changed ({} ms)", elapsed.as_millis());
+        } else {
+            info!(
+                "reload ({why}): added {:?}, changed {:?}, removed {:?} in {} ms",
+                changes.added,
+                changes.changed,
+                changes.removed,
+                elapsed.as_millis()
+            );
+        }
+    }
+
+    /// Opens the listeners the current config wants and closes the others.
+    /// A listener that cannot be opened is reported; the rest still open.
+    async fn sync_listeners(&mut self) -> anyhow::Result<()> {
+        let general = if self.listen_override.is_empty() {
+            self.config.listen.clone()
+        } else {
+            self.listen_override.clone()
+        };
+        let mut wanted: Vec<(SocketAddr, ListenerKind)> =
+            general.into_iter().map(|a| (a, ListenerKind::General)).collect();
+        wanted.extend(
+            self.registry
+                .load()
+                .dedicated_listeners()
+                .into_iter()
+                .map(|(a, s)| (a, ListenerKind::Dedicated(s))),
+        );
+
+        let stale: Vec<_> = self
+            .listeners
+            .keys()
+            .filter(|key| !wanted.contains(key))
+            .cloned()
+            .collect();
+        for key in stale {
+            if let Some(task) = self.listeners.remove(&key) {
+                task.abort();
+                // Wait until the socket is really closed so the address can be reused.
+                let _ = task.await;
+                info!("stopped listening on {} ({:?})", key.0, key.1);
+            }
+        }
+
+        let mut failures = Vec::new();
+        for key in wanted {
+            if self.listeners.contains_key(&key) {
+                continue;
+            }
+            match TcpListener::bind(key.0).await {
+                Ok(listener) => {
+                    let local = listener.local_addr()?;
+                    match &key.1 {
+                        ListenerKind::General => info!("listening on {local}"),
+                        ListenerKind::Dedicated(site) => info!("listening on {local} (site {site})"),
+                    }
+                    let task = tokio::spawn(accept_loop(
+                        listener,
+                        key.1.clone(),
+                        self.registry.clone(),
+                        self.limits.clone(),
+                    ));
+                    self.listeners.insert(key, task);
+                }
+                Err(e) => failures.push(format!("cannot listen on {}: {e}", key.0)),
+            }
+        }
+        if failures.is_empty() {
+            Ok(())
+        } else {
+            Err(anyhow::anyhow!(failures.join("; "))).context("some listeners did not open")
+        }
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    kind: ListenerKind,
+    registry: Arc<ArcSwap<Registry>>,
+    limits: Arc<ConnectionLimits>,
+) {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(pair) => pair,
+            Err(e) => {
+                // Out of file descriptors and the like: wait a moment, keep serving.
+                warn!("accept failed: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        // Each connection takes the registry version current at its start.
+        let registry = registry.load_full();
+        let site = match &kind {
+            ListenerKind::General => registry.default_site(),
+            ListenerKind::Dedicated(name) => registry.site(name),
+        };
+        let slot = match limits.acquire(peer.ip(), site.as_deref()) {
+            Ok(slot) => slot,
+            Err(why) => {
+                tokio::spawn(refuse(stream, why));
+                continue;
+            }
+        };
+        let Ok(local) = stream.local_addr() else { continue };
+        let connection = Connection {
+            stream,
+            peer,
+            local,
+            site,
+            settings: registry.settings.clone(),
+            sites: registry,
+        };
+        // Sessions are not owned by the listener: closing a listener on reload
+        // must not end the sessions it accepted.
+        tokio::spawn(async move {
+            let _slot = slot;
+            crate::ftp::serve_connection(connection).await;
+        });
+    }
+}
+
+async fn refuse(mut stream: TcpStream, why: &str) {
+    info!(peer = ?stream.peer_addr().ok(), "refused: {why}");
+    let _ = stream.write_all(format!("421 {why}\r\n").as_bytes()).await;
+    let _ = stream.shutdown().await;
+}
+
+/// Validates a config and compiles its plugins (`wasmftpd check`).
+pub async fn check(config: &Config) -> anyhow::Result<usize> {
+    let runtime = PluginRuntime::new(RuntimeOptions { cache_dir: config.cache_dir.clone() })?;
+    let (registry, _) = registry::build(&runtime, config, None).await?;
+    Ok(registry.len())
+}
