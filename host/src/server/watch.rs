@@ -116,12 +116,7 @@ impl Triggers {
             Some(()) = hangup => Some("SIGHUP"),
             Some(()) = self.events.recv() => {
                 // Swallow the rest of the burst.
-                loop {
-                    match tokio::time::timeout(DEBOUNCE, self.events.recv()).await {
-                        Ok(Some(())) => continue,
-                        _ => break,
-                    }
-                }
+                while let Ok(Some(())) = tokio::time::timeout(DEBOUNCE, self.events.recv()).await {}
                 Some("files changed")
             }
         }
