@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Builds every example plugin into OUT_DIR (default: target/example-plugins):
+#
+#   python/      auth-passwd.wasm, storage-quota.wasm   (componentize-py)
+#   javascript/  auth-rules.wasm                        (componentize-js)
+#   c/           storage-dir.wasm                       (wit-bindgen C + zig cc)
+#
+# Installs missing toolchains first (toolchains.sh). A language whose sources,
+# the WIT and this script are unchanged since its last build is skipped.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+repo="$(cd "$here/../.." && pwd)"
+out="$(mkdir -p "${1:-$repo/target/example-plugins}" && cd "${1:-$repo/target/example-plugins}" && pwd)"
+
+bash "$here/toolchains.sh"
+
+# The fingerprint of what a language's plugins are built from.
+fingerprint() {
+  (
+    cd "$repo"
+    find "examples/plugins/$1" wit examples/plugins/build.sh examples/plugins/toolchains.sh -type f \
+      -not -path '*/node_modules/*' -not -path '*/__pycache__/*' -not -path '*/target/*' -print0 |
+      sort -z | xargs -0 sha256sum
+  ) | sha256sum | cut -d' ' -f1
+}
+
+build() {  # build LANGUAGE OUTPUT...
+  local lang="$1"; shift
+  local stamp="$out/.$lang.fingerprint" sum missing=0
+  sum="$(fingerprint "$lang")"
+  for f in "$@"; do [ -f "$out/$f" ] || missing=1; done
+  if [ "$missing" = 0 ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$sum" ]; then
+    echo "example plugins: $lang is up to date"
+    return
+  fi
+  local started=$SECONDS
+  bash "$here/$lang/build.sh" "$out"
+  echo "$sum" > "$stamp"
+  echo "example plugins: built $lang in $((SECONDS - started)) s"
+}
+
+build c storage-dir.wasm
+build python auth-passwd.wasm storage-quota.wasm
+build javascript auth-rules.wasm

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Builds the JavaScript example plugins with componentize-js 0.23.0 (its JS API,
+# see build.mjs):   bash build.sh OUT_DIR   ->   OUT_DIR/auth-rules.wasm
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+[ -d "$here/node_modules" ] || (cd "$here" && npm ci --no-audit --no-fund --loglevel=error)
+node "$here/build.mjs" "$1"

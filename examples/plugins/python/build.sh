@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Builds the Python example plugins with componentize-py 0.25.1:
+#   bash build.sh OUT_DIR   ->   OUT_DIR/auth-passwd.wasm, OUT_DIR/storage-quota.wasm
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+wit="$here/../../../wit"
+out="$1"
+cd "$here"
+# Each plugin is a directory with an `app` module; the world decides which
+# interface its class implements.
+componentize-py -d "$wit" -w auth-plugin componentize -p auth_passwd app -o "$out/auth-passwd.wasm"
+componentize-py -d "$wit" -w storage-plugin componentize -p storage_quota app -o "$out/storage-quota.wasm"

