@@ -1,4 +1,4 @@
-//! The command line: `serve`, `check` and `hash-password`.
+//! The command line: `serve`, `check`, `hash-password` and `plugin` (see [`crate::kit`]).
 
 use std::io::{BufRead, IsTerminal};
 use std::net::SocketAddr;
@@ -34,6 +34,11 @@ pub enum Command {
     },
     /// Read a password from standard input and print its argon2id hash for auth-static.
     HashPassword,
+    /// Tools for plugin authors: the conformance kit, inspection, benchmarks.
+    Plugin {
+        #[command(subcommand)]
+        command: crate::kit::PluginCommand,
+    },
 }
 
 pub fn run(cli: Cli) -> ExitCode {
@@ -41,6 +46,8 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Serve { config, listen } => serve(config, listen),
         Command::Check { config } => check(config),
         Command::HashPassword => hash_password(),
+        // The kit prints its own report and decides its exit code.
+        Command::Plugin { command } => return crate::kit::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

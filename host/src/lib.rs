@@ -11,11 +11,15 @@
 //! - [`site`]: a virtual site (its backends and limits) as the protocol sees it.
 //! - [`server`]: listeners, connection limits, shutdown.
 //! - [`cli`]: the command line.
+//! - [`kit`]: the plugin author's tools (`wasmftpd plugin test|inspect|bench`): the
+//!   conformance batteries every plugin must pass. Its `inspect` reads component
+//!   types with wasmtime, without instantiating anything.
 
 pub mod backend;
 pub mod cli;
 pub mod config;
 pub mod ftp;
+pub mod kit;
 pub mod plugin;
 pub mod server;
 pub mod site;
