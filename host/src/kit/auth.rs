@@ -12,6 +12,8 @@ use crate::backend::{Account, AuthError, Authenticator, Credentials};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Expected {
     Ok,
+    /// Accepted whatever the password (anonymous-style accounts).
+    Open,
     /// Refused as bad credentials (`530`).
     Refused,
     /// Refused as disabled (`530`).
@@ -35,7 +37,9 @@ impl std::str::FromStr for Expectation {
 
     fn from_str(text: &str) -> Result<Self, String> {
         let usage = || {
-            format!("`{text}`: expected USER:PASSWORD=ok|refused|disabled|unavailable[@ADDRESS]")
+            format!(
+                "`{text}`: expected USER:PASSWORD=ok|open|refused|disabled|unavailable[@ADDRESS]"
+            )
         };
         // The outcome comes after the last `=`, so passwords may contain `=`.
         let (credentials, outcome) = text.rsplit_once('=').ok_or_else(usage)?;
@@ -52,6 +56,7 @@ impl std::str::FromStr for Expectation {
         };
         let expected = match word {
             "ok" => Expected::Ok,
+            "open" => Expected::Open,
             "refused" => Expected::Refused,
             "disabled" => Expected::Disabled,
             "unavailable" => Expected::Unavailable,
@@ -95,6 +100,14 @@ pub async fn run<W: std::io::Write>(
         let name = format!("login {}{from} -> {}", e.user, word(e.expected));
         let result = login(&e.user, &e.password, e.from).await;
         report.record(&name, judge(&result, e.expected));
+        if e.expected == Expected::Open && result.is_ok() {
+            let name = format!("login {}{from} with another password -> ok", e.user);
+            let other = format!("{}x", e.password);
+            report.record(
+                &name,
+                judge(&login(&e.user, &other, e.from).await, Expected::Open),
+            );
+        }
         if e.expected == Expected::Ok && result.is_ok() {
             let wrong = format!("{}x", e.password);
             let name = format!("login {}{from} with a wrong password -> refused", e.user);
@@ -136,6 +149,7 @@ pub async fn run<W: std::io::Write>(
 fn word(e: Expected) -> &'static str {
     match e {
         Expected::Ok => "ok",
+        Expected::Open => "ok with any password",
         Expected::Refused => "refused",
         Expected::Disabled => "disabled",
         Expected::Unavailable => "unavailable",
@@ -162,7 +176,7 @@ fn got(result: &Result<Account, AuthError>) -> String {
 fn judge(result: &Result<Account, AuthError>, expected: Expected) -> Outcome {
     let matches = matches!(
         (result, expected),
-        (Ok(_), Expected::Ok)
+        (Ok(_), Expected::Ok | Expected::Open)
             | (Err(AuthError::BadCredentials(_)), Expected::Refused)
             | (Err(AuthError::Disabled(_)), Expected::Disabled)
             | (Err(AuthError::Unavailable(_)), Expected::Unavailable)

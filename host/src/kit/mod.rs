@@ -48,13 +48,13 @@ pub enum PluginCommand {
 
 /// Which plugin, and what the site would give it.
 #[derive(Args, Clone)]
-#[group(id = "plugin", required = true, multiple = false)]
+#[command(group(clap::ArgGroup::new("plugin").required(true).args(["storage", "auth"])))]
 pub struct PluginArgs {
     /// A storage plugin: a component file or `builtin:NAME`.
-    #[arg(long, value_name = "FILE.wasm", group = "plugin")]
+    #[arg(long, value_name = "FILE.wasm")]
     pub storage: Option<String>,
     /// An auth plugin: a component file or `builtin:NAME`.
-    #[arg(long, value_name = "FILE.wasm", group = "plugin")]
+    #[arg(long, value_name = "FILE.wasm")]
     pub auth: Option<String>,
     /// A configuration value, as the site's flattened `config` table would give it (repeatable).
     #[arg(long = "config", value_name = "KEY=VALUE", value_parser = key_value)]
@@ -75,7 +75,9 @@ pub struct PluginArgs {
 pub struct TestArgs {
     #[command(flatten)]
     pub plugin: PluginArgs,
-    /// An auth expectation: USER:PASSWORD=ok|refused|disabled|unavailable[@ADDRESS] (repeatable).
+    /// An auth expectation: USER:PASSWORD=ok|open|refused|disabled|unavailable[@ADDRESS]
+    /// (repeatable). `ok` also checks that a wrong or empty password is refused; `open`
+    /// means any password is accepted (anonymous-style).
     #[arg(long, value_name = "USER:PASSWORD=OUTCOME")]
     pub expect: Vec<Expectation>,
     /// The client address logins come from, unless an expectation names one.

@@ -338,16 +338,13 @@ pub async fn run<W: std::io::Write>(storage: &dyn Storage, report: &mut Report<W
         b.s.delete(&p("moved/inner.txt"))
             .await
             .map_err(|e| describe(&e))?;
-        expect_err(
-            b.s.stat(&p("moved/inner.txt")).await,
-            &[ErrorKind::NotFound],
-        )
+        gone(b.s.stat(&p("moved/inner.txt")).await)
     });
     check!("remove-dir: an empty directory", async {
         b.s.remove_dir(&p("moved"))
             .await
             .map_err(|e| describe(&e))?;
-        expect_err(b.s.stat(&p("moved")).await, &[ErrorKind::NotFound])
+        gone(b.s.stat(&p("moved")).await)
     });
     check!("delete: missing -> not-found", async {
         expect_err(b.s.delete(&p("missing")).await, &[ErrorKind::NotFound])
@@ -509,7 +506,7 @@ impl Battery<'_> {
                 }
             }
         }
-        expect_err(self.s.stat(&self.base).await, &[ErrorKind::NotFound])
+        gone(self.s.stat(&self.base).await)
     }
 }
 
@@ -539,6 +536,13 @@ fn same(got: &[u8], expected: &[u8]) -> Check {
         got.len(),
         expected.len()
     ))
+}
+
+/// Passes (without a note) when what `result` looked up is not found.
+fn gone<T>(result: StorageResult<T>) -> Check {
+    expect_err(result, &[ErrorKind::NotFound])
+        .map(|_| Outcome::Pass)
+        .map_err(|e| format!("still there after removal: {e}"))
 }
 
 /// Passes when `result` is one of the `allowed` errors, naming the reply it becomes.

@@ -59,6 +59,10 @@ function permissions(text, user) {
   return flags;
 }
 
+// Longer passwords are refused before hashing: SHA-crypt's work grows with the
+// square of the password length.
+const MAX_PASSWORD = 1024;
+
 // A stand-in hash checked for unknown users, so they take as long as known ones.
 const PAD = '$5$timingpad';
 
@@ -68,6 +72,7 @@ export const auth = {
     const field = (name) => config(`users.${user}.${name}`);
     // A name with a dot would reach into another account's keys.
     const stored = user && !user.includes('.') ? field('password') : undefined;
+    if (credentials.password.length > MAX_PASSWORD) throw refuse('bad-credentials');
     if (stored === undefined) {
       try { sha256Crypt(credentials.password, PAD); } catch { /* only the time matters */ }
       throw refuse('bad-credentials');

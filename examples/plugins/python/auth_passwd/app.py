@@ -29,6 +29,10 @@ from wit_world.imports.types import Permissions
 
 import shacrypt
 
+# Longer passwords are refused before hashing: SHA-crypt's work grows with the
+# square of the password length.
+_MAX_PASSWORD = 1024
+
 _PERMISSION_NAMES = {
     "read": Permissions.READ,
     "write": Permissions.WRITE,
@@ -101,7 +105,7 @@ class Auth(exports.Auth):
         user = credentials.user
         # A name that could not appear in the file (or would confuse it) is
         # simply unknown.
-        if not user or ":" in user or "\n" in user:
+        if not user or ":" in user or "\n" in user or len(credentials.password) > _MAX_PASSWORD:
             raise _refuse(RefusalReason.BAD_CREDENTIALS)
         stored = _find(_config("file", "/passwd"), user)
         if stored is None:
