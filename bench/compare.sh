@@ -18,6 +18,7 @@
 #   FTPBENCH=path                         ftpbench binary (else built with cargo into
 #                                         CARGO_TARGET_DIR [<repo>/target], -p ftpbench)
 #   PUREFTPD_PREFIX=/opt/pure-ftpd        where an unpacked pure-ftpd lives (see below)
+#   FTPBENCH_ARGS="..."                   extra `ftpbench run` options (see ftpbench --help)
 #   RESULTS=file.md                       also write the markdown tables there
 #   SHM=/dev/shm                          tmpfs for the server root
 #   SIZE=1073741824                       RETR/STOR file size (smaller for a smoke test)
@@ -155,7 +156,7 @@ bench() { # label port [tests]
     log "ftpbench against $label on port $port ($tests)"
     if "$FTPBENCH" run --port "$port" --user "$BENCH_USER" --pass "$PASS" --label "$label" \
         --runs "$RUNS" --tests "$tests" --stor-size "$SIZE" --login-secs "$LOGIN_SECS" \
-        --login-clients "$LOGIN_CLIENTS" >"$out"; then
+        --login-clients "$LOGIN_CLIENTS" ${FTPBENCH_ARGS:-} >"$out"; then
         STATUS[$label]=ok
     else
         STATUS[$label]="failed: see the ftpbench error above"
@@ -301,7 +302,8 @@ BUSY_AFTER=$(ps -eo comm= | grep -cE '^(rustc|cc1|cc1plus|ld|clang)' || true)
 
 # --- report ------------------------------------------------------------------------
 TESTS_ALL=(retr stor small login list)
-HEAD="| server | RETR 1 GiB (MB/s) | STOR 1 GiB (MB/s) | 1,000 × 4 KiB STOR+RETR+DELE (files/s) | connect+login+QUIT, $LOGIN_CLIENTS clients (/s) | LIST 10,000 entries (s) |"
+if [ "$SIZE" = 1073741824 ]; then SZ="1 GiB"; else SZ="$SIZE B"; fi
+HEAD="| server | RETR $SZ (MB/s) | STOR $SZ (MB/s) | 1,000 × 4 KiB STOR+RETR+DELE (files/s) | connect+login+QUIT, $LOGIN_CLIENTS clients (/s) | LIST 10,000 entries (s) |"
 SEP="|---|---:|---:|---:|---:|---:|"
 fmt() { # test value
     [ -z "$2" ] && { echo "–"; return; }
