@@ -6,7 +6,9 @@
 #   bench/compare.sh
 # Environment:
 #   SERVERS="vsftpd pure-ftpd wasmftpd"   which servers, in this order
-#   RUNS=5                                runs per test (median reported)
+#   RUNS=5                                rounds; each round runs every test once on
+#                                         every server (the first server rotates), and
+#                                         the median over rounds is reported
 #   LOGIN_SECS=5  LOGIN_CLIENTS=8         login test: duration per run, clients
 #   TESTS=retr,stor,small,login,list      ftpbench tests
 #   WASMFTPD=path                         wasmftpd binary [<repo>/target/release/wasmftpd]
@@ -72,6 +74,7 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+trap 'log "failed at line $LINENO: $BASH_COMMAND"' ERR
 
 # --- tools -------------------------------------------------------------------------
 APT_UPDATED=0
@@ -145,60 +148,67 @@ wait_port() { # pid port log
     done
     log "server did not open port $2 in 10 s; its log:"; cat "$3" >&2; return 1
 }
-stop() { kill "$1" 2>/dev/null; wait "$1" 2>/dev/null || true; }
+median() { tr ',' '\n' | { grep . || true; } | sort -g | awk '{a[NR]=$1} END{if(NR) print (NR%2)? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 
+declare -A V        # V[server,test] = comma-separated per-run values
 declare -A R        # R[server,test] = median
-declare -A STATUS   # STATUS[server] = ok | skipped: why | failed: why
+declare -A STATUS   # STATUS[server] = running | skipped: why | failed: why
+declare -A PORT     # PORT[server]
+declare -A STESTS   # STESTS[server] = ftpbench tests for that server
 ORDER=()
 
-bench() { # label port [tests]
-    local label=$1 port=$2 tests=${3:-$TESTS} out=$WORK/$1.out
-    log "ftpbench against $label on port $port ($tests)"
-    if "$FTPBENCH" run --port "$port" --user "$BENCH_USER" --pass "$PASS" --label "$label" \
-        --runs "$RUNS" --tests "$tests" --stor-size "$SIZE" --login-secs "$LOGIN_SECS" \
-        --login-clients "$LOGIN_CLIENTS" ${FTPBENCH_ARGS:-} >"$out"; then
-        STATUS[$label]=ok
-    else
-        STATUS[$label]="failed: see the ftpbench error above"
+add_server() { # label port tests
+    PORT[$1]=$2; STESTS[$1]=$3; STATUS[$1]=running
+}
+
+bench_round() { # label round
+    local label=$1 round=$2 out=$WORK/$1.out warm=()
+    [ "$round" -gt 1 ] && warm=(--no-warmup)
+    log "round $round: ftpbench against $label on port ${PORT[$label]} (${STESTS[$label]})"
+    # shellcheck disable=SC2086
+    if ! "$FTPBENCH" run --port "${PORT[$label]}" --user "$BENCH_USER" --pass "$PASS" \
+        --label "$label" --runs 1 --tests "${STESTS[$label]}" --stor-size "$SIZE" \
+        --login-secs "$LOGIN_SECS" --login-clients "$LOGIN_CLIENTS" "${warm[@]}" \
+        ${FTPBENCH_ARGS:-} >"$out"; then
+        STATUS[$label]="failed in round $round: see the ftpbench error above"
     fi
     local _ s t m
     while read -r _ s t _ m _; do
-        R[${s#server=},${t#test=}]=${m#median=}
+        V[${s#server=},${t#test=}]+=",${m#median=}"
     done < <(grep '^result ' "$out")
     cat "$out" >&2
 }
 
 # --- iperf3 ------------------------------------------------------------------------
-iperf() {
-    local port v vals=()
-    port=$(free_port 5201)
-    iperf3 -s -B 127.0.0.1 -p "$port" >"$WORK/iperf3.log" 2>&1 &
+IPERF_PORT=""
+start_iperf() {
+    IPERF_PORT=$(free_port 5201)
+    iperf3 -s -B 127.0.0.1 -p "$IPERF_PORT" >"$WORK/iperf3.log" 2>&1 &
     local pid=$!; PIDS+=("$pid")
-    wait_port "$pid" "$port" "$WORK/iperf3.log" || return 0
-    for _ in $(seq "$RUNS"); do
-        v=$(iperf3 -c 127.0.0.1 -p "$port" -t 3 -J |
-            awk '/"sum_received"/{f=1} f && /"bits_per_second"/{gsub(/[^0-9.e+]/,"",$2); printf "%.0f", $2/8/1e6; exit}')
-        log "iperf3 loopback: $v MB/s"
-        vals+=("$v")
-    done
-    stop "$pid"
-    R[iperf3,tcp]=$(printf '%s\n' "${vals[@]}" | sort -n | awk '{a[NR]=$1} END{print (NR%2)? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}')
+    wait_port "$pid" "$IPERF_PORT" "$WORK/iperf3.log" || IPERF_PORT=""
+}
+iperf_round() {
+    [ -n "$IPERF_PORT" ] || return 0
+    local v
+    v=$(iperf3 -c 127.0.0.1 -p "$IPERF_PORT" -t 3 -J |
+        awk '/"sum_received"/{f=1} f && /"bits_per_second"/{gsub(/[^0-9.e+]/,"",$2); printf "%.0f", $2/8/1e6; exit}')
+    log "iperf3 loopback: $v MB/s"
+    V[iperf3,tcp]+=",$v"
 }
 
-# --- servers -----------------------------------------------------------------------
-run_vsftpd() {
+# --- servers (all started first, then measured in interleaved rounds) ---------------
+start_vsftpd() {
     ORDER+=(vsftpd)
     command -v vsftpd >/dev/null || { STATUS[vsftpd]="skipped: vsftpd not installed"; return; }
     local port; port=$(free_port 2121)
     vsftpd "$HERE/vsftpd.conf" -olisten_port="$port" -olocal_root="$ROOT" \
         -opasv_min_port=41000 -opasv_max_port=41999 >"$WORK/vsftpd.log" 2>&1 &
     local pid=$!; PIDS+=("$pid")
-    if wait_port "$pid" "$port" "$WORK/vsftpd.log"; then bench vsftpd "$port"
+    if wait_port "$pid" "$port" "$WORK/vsftpd.log"; then add_server vsftpd "$port" "$TESTS"
     else STATUS[vsftpd]="failed: did not start (log above)"; fi
-    stop "$pid"
 }
 
-run_pureftpd() {
+start_pureftpd() {
     ORDER+=(pure-ftpd)
     [ -x "$PUREFTPD" ] || { STATUS[pure-ftpd]="skipped: pure-ftpd not available"; return; }
     local port uid gid flags=()
@@ -214,25 +224,24 @@ run_pureftpd() {
     "$PUREFTPD" "${flags[@]}" -S "127.0.0.1,$port" -l "puredb:$WORK/pureftpd.pdb" \
         -p 42000:42999 >"$WORK/pure-ftpd.log" 2>&1 &
     local pid=$!; PIDS+=("$pid")
-    if wait_port "$pid" "$port" "$WORK/pure-ftpd.log"; then bench pure-ftpd "$port"
+    if wait_port "$pid" "$port" "$WORK/pure-ftpd.log"; then add_server pure-ftpd "$port" "$TESTS"
     else STATUS[pure-ftpd]="failed: did not start (log above)"; fi
-    stop "$pid"
 }
 
-wasmftpd_config() { # file auth-plugin auth-config-lines
+wasmftpd_config() { # file passive-range auth-plugin auth-config-lines
     cat >"$1" <<EOF
 [server]
 listen = ["127.0.0.1:0"]
-passive_ports = "40000-40999"
+passive_ports = "$2"
 login_failure_delay = "0s"
 max_connections = 2000
 max_connections_per_ip = 2000
 
 [site.bench]
 [site.bench.auth]
-plugin = "$2"
+plugin = "$3"
 [site.bench.auth.config]
-$3
+$4
 [site.bench.storage]
 plugin = "builtin:storage-fs"
 [site.bench.storage.dirs]
@@ -240,65 +249,75 @@ plugin = "builtin:storage-fs"
 EOF
 }
 
-start_wasmftpd() { # label config -> sets WPID WPORT
-    local log=$WORK/$1.log i
+start_wasmftpd_one() { # label config tests
+    local log=$WORK/$1.log i port="" pid
     NO_COLOR=1 "$WASMFTPD" serve --config "$2" --listen 127.0.0.1:0 >"$log" 2>&1 &
-    WPID=$!; PIDS+=("$WPID"); WPORT=""
+    pid=$!; PIDS+=("$pid")
     for i in $(seq 300); do
-        WPORT=$(sed 's/\x1b\[[0-9;]*m//g' "$log" | grep -o 'listening on 127\.0\.0\.1:[0-9]*' | head -1 | sed 's/.*://')
-        [ -n "$WPORT" ] && return 0
-        kill -0 "$WPID" 2>/dev/null || break
+        port=$(sed 's/\x1b\[[0-9;]*m//g' "$log" | grep -o 'listening on 127\.0\.0\.1:[0-9]*' | head -1 | sed 's/.*://' || true)
+        [ -n "$port" ] && { add_server "$1" "$port" "$3"; return 0; }
+        kill -0 "$pid" 2>/dev/null || break
         sleep 0.1
     done
-    log "$1 did not report 'listening on 127.0.0.1:PORT'; its log:"; cat "$log" >&2
-    return 1
+    log "$1 did not report 'listening on 127.0.0.1:PORT' within 30 s; its log:"; cat "$log" >&2
+    STATUS[$1]="failed: did not start (log above)"
 }
 
-run_wasmftpd() {
+start_wasmftpd() {
     ORDER+=(wasmftpd)
+    local t="wasmftpd-trivial-auth"
     if [ ! -x "$WASMFTPD" ]; then
         STATUS[wasmftpd]="skipped: no binary at $WASMFTPD (build it, or set WASMFTPD=path)"
         log "${STATUS[wasmftpd]}"
-        return
-    fi
-    wasmftpd_config "$WORK/wasmftpd.toml" "builtin:auth-static" \
-        "[site.bench.auth.config.users.$BENCH_USER]
+    else
+        wasmftpd_config "$WORK/wasmftpd.toml" 40000-40999 "builtin:auth-static" \
+            "[site.bench.auth.config.users.$BENCH_USER]
 password = \"$HASH\"
 home = \"/\""
-    if start_wasmftpd wasmftpd "$WORK/wasmftpd.toml"; then bench wasmftpd "$WPORT"
-    else STATUS[wasmftpd]="failed: did not start (log above)"; fi
-    stop "$WPID"
-
-    local t="wasmftpd-trivial-auth"
-    ORDER+=("$t")
-    if [ -z "${TRIVIAL_AUTH_PLUGIN:-}" ]; then
-        STATUS[$t]="skipped: set TRIVIAL_AUTH_PLUGIN=path.wasm"
-        return
+        start_wasmftpd_one wasmftpd "$WORK/wasmftpd.toml" "$TESTS"
     fi
-    wasmftpd_config "$WORK/trivial.toml" "$TRIVIAL_AUTH_PLUGIN" \
-        "${TRIVIAL_AUTH_CONFIG:-"[site.bench.auth.config.users.$BENCH_USER]
+    # The login rate with an auth plugin that does no hashing: the per-session cost
+    # of the sandbox (target: ahead of libunftp's ~9,400/s).
+    ORDER+=("$t")
+    if [ ! -x "$WASMFTPD" ]; then
+        STATUS[$t]="skipped: no wasmftpd binary"
+    elif [ -z "${TRIVIAL_AUTH_PLUGIN:-}" ]; then
+        STATUS[$t]="skipped: set TRIVIAL_AUTH_PLUGIN=path.wasm"
+    else
+        wasmftpd_config "$WORK/trivial.toml" 43000-43999 "$TRIVIAL_AUTH_PLUGIN" \
+            "${TRIVIAL_AUTH_CONFIG:-"[site.bench.auth.config.users.$BENCH_USER]
 password = \"$PASS\"
 home = \"/\""}"
-    if start_wasmftpd "$t" "$WORK/trivial.toml"; then bench "$t" "$WPORT" login
-    else STATUS[$t]="failed: did not start (log above)"; fi
-    stop "$WPID"
+        start_wasmftpd_one "$t" "$WORK/trivial.toml" login
+    fi
 }
 
 # --- run ---------------------------------------------------------------------------
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
-BUSY_BEFORE=$(ps -eo comm= | grep -cE '^(rustc|cc1|cc1plus|ld|clang)' || true)
+BUSY_BEFORE=$(ps -eo comm= | grep -cE '^(rustc|cc1|cc1plus|ld|rust-lld|clang)' || true)
 START=$(date -u +%Y-%m-%dT%H:%M:%SZ)
-iperf
+start_iperf
 for s in $SERVERS; do
     case $s in
-        vsftpd) run_vsftpd ;;
-        pure-ftpd) run_pureftpd ;;
-        wasmftpd) run_wasmftpd ;;
+        vsftpd) start_vsftpd ;;
+        pure-ftpd) start_pureftpd ;;
+        wasmftpd) start_wasmftpd ;;
         *) die "unknown server $s" ;;
     esac
 done
+# Rounds: every server once per round, the starting server rotating, so that a load
+# change on the machine (other builds) hits all servers alike.
+N=${#ORDER[@]}
+for r in $(seq "$RUNS"); do
+    iperf_round
+    for k in $(seq 0 $((N - 1))); do
+        s=${ORDER[$(((k + r - 1) % N))]}
+        [ "${STATUS[$s]:-}" = running ] && bench_round "$s" "$r"
+    done
+done
+for key in "${!V[@]}"; do R[$key]=$(median <<<"${V[$key]}"); done
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
-BUSY_AFTER=$(ps -eo comm= | grep -cE '^(rustc|cc1|cc1plus|ld|clang)' || true)
+BUSY_AFTER=$(ps -eo comm= | grep -cE '^(rustc|cc1|cc1plus|ld|rust-lld|clang)' || true)
 
 # --- report ------------------------------------------------------------------------
 TESTS_ALL=(retr stor small login list)
@@ -330,14 +349,14 @@ best_peer() { # test -> best value among vsftpd and pure-ftpd
 }
 
 {
-    echo "Run $START: loopback, root on tmpfs ($SHM), medians of $RUNS runs; MB = 10^6 bytes."
+    echo "Run $START: loopback, root on tmpfs ($SHM), medians of $RUNS interleaved rounds; MB = 10^6 bytes."
     echo "Machine: $(nproc) cores, $(uname -r); load average before/after: $LOAD_BEFORE / $LOAD_AFTER;"
     echo "compiler processes (rustc, cc1, ld, clang) seen before/after: $BUSY_BEFORE / $BUSY_AFTER."
     echo "iperf3 loopback, one stream: ${R[iperf3,tcp]:-–} MB/s."
     echo
     echo "$HEAD"; echo "$SEP"
     for s in "${ORDER[@]}"; do
-        if [ "${STATUS[$s]:-}" != ok ] && [ -z "${R[$s,login]:-}${R[$s,retr]:-}" ]; then
+        if [ -z "${R[$s,login]:-}${R[$s,retr]:-}" ]; then
             echo "| $s | ${STATUS[$s]:-not run} | | | | |"; continue
         fi
         row="| $s"
@@ -361,7 +380,7 @@ best_peer() { # test -> best value among vsftpd and pure-ftpd
         done
     done
     for s in "${ORDER[@]}"; do
-        [ "${STATUS[$s]:-}" = ok ] || echo "- $s: ${STATUS[$s]:-not run}"
+        [ "${STATUS[$s]:-}" = running ] || echo "- $s: ${STATUS[$s]:-not run}"
     done
 } | tee "${RESULTS:-/dev/null}"
 

@@ -50,6 +50,10 @@ USAGE
         --runs N [5]           runs per test; the median is reported
         --tests LIST [retr,stor,small,login,list]   comma separated
         --retr-path PATH [/big.bin]      file to download (made by `prepare`)
+        --no-warmup            skip the untimed passes before the timed RETR and STOR
+                               runs (a RETR checking every byte, and an upload read
+                               back and checked); sizes and small files are still
+                               checked. For repeated invocations against one server.
         --no-pattern           do not verify the downloaded file's content against
                                the `prepare` pattern (size is still checked)
         --stor-size BYTES [1073741824]   upload size
@@ -218,6 +222,7 @@ struct Opts {
     tests: Vec<String>,
     retr_path: String,
     pattern: bool,
+    warmup: bool,
     stor_size: u64,
     work_dir: String,
     small_count: usize,
@@ -253,6 +258,7 @@ impl Opts {
             tests: vec![],
             retr_path: "/big.bin".into(),
             pattern: true,
+            warmup: true,
             stor_size: GIB,
             work_dir: "/".into(),
             small_count: 1000,
@@ -278,6 +284,7 @@ impl Opts {
                 "--tests" => tests = val(it.next(), a)?,
                 "--retr-path" => o.retr_path = val(it.next(), a)?,
                 "--no-pattern" => o.pattern = false,
+                "--no-warmup" => o.warmup = false,
                 "--stor-size" => o.stor_size = num(it.next(), a)?,
                 "--work-dir" => o.work_dir = val(it.next(), a)?,
                 "--small-count" => o.small_count = num(it.next(), a)?,
@@ -663,10 +670,22 @@ fn run(o: &Opts) -> Res<()> {
     let pat = Pattern::new();
     for t in &o.tests {
         let (unit, runs) = match t.as_str() {
-            "retr" => ("MB/s", test_retr(o, &pat).map_err(|e| format!("{t} test: {e}"))?),
-            "stor" => ("MB/s", test_stor(o, &pat).map_err(|e| format!("{t} test: {e}"))?),
-            "small" => ("files/s", test_small(o, &pat).map_err(|e| format!("{t} test: {e}"))?),
-            "login" => ("logins/s", test_login(o).map_err(|e| format!("{t} test: {e}"))?),
+            "retr" => (
+                "MB/s",
+                test_retr(o, &pat).map_err(|e| format!("{t} test: {e}"))?,
+            ),
+            "stor" => (
+                "MB/s",
+                test_stor(o, &pat).map_err(|e| format!("{t} test: {e}"))?,
+            ),
+            "small" => (
+                "files/s",
+                test_small(o, &pat).map_err(|e| format!("{t} test: {e}"))?,
+            ),
+            "login" => (
+                "logins/s",
+                test_login(o).map_err(|e| format!("{t} test: {e}"))?,
+            ),
             "list" => ("s", test_list(o).map_err(|e| format!("{t} test: {e}"))?),
             _ => unreachable!(),
         };
@@ -691,7 +710,7 @@ fn test_retr(o: &Opts, pat: &Pattern) -> Res<Vec<f64>> {
         fail!("RETR test: {} is empty", o.retr_path);
     }
     let mut buf = vec![0u8; o.read_buf];
-    if o.pattern {
+    if o.pattern && o.warmup {
         // One untimed pass checking every byte; the timed runs check the size.
         let n = c.retr(&o.retr_path, &mut buf, Some((pat, 0)))?;
         if n != size {
@@ -723,17 +742,19 @@ fn test_stor(o: &Opts, pat: &Pattern) -> Res<Vec<f64>> {
     let path = o.remote(&format!("ftpbench-stor-{}.bin", std::process::id()));
     // Untimed warm-up upload, read back and checked byte for byte. (The first upload
     // into a fresh tmpfs is often much slower: the kernel is still finding pages.)
-    let mut buf = vec![0u8; o.read_buf];
-    c.stor_pattern(&path, o.stor_size, pat, 7919)?;
-    let n = c.retr(&path, &mut buf, Some((pat, 7919)))?;
-    if n != o.stor_size {
-        fail!(
-            "RETR {path} after STOR: got {n} bytes, sent {}",
-            o.stor_size
-        );
+    if o.warmup {
+        let mut buf = vec![0u8; o.read_buf];
+        c.stor_pattern(&path, o.stor_size, pat, 7919)?;
+        let n = c.retr(&path, &mut buf, Some((pat, 7919)))?;
+        if n != o.stor_size {
+            fail!(
+                "RETR {path} after STOR: got {n} bytes, sent {}",
+                o.stor_size
+            );
+        }
+        c.cmd(&format!("DELE {path}"), &[250])?;
+        eprintln!("[{}] stor: content of a warm-up upload verified", o.label);
     }
-    c.cmd(&format!("DELE {path}"), &[250])?;
-    eprintln!("[{}] stor: content of a warm-up upload verified", o.label);
     let mut out = vec![];
     for i in 0..o.runs {
         let t = Instant::now();
