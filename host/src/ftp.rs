@@ -1,1 +1,0 @@
-//! FTP protocol (PI and DTP). Stub until the protocol engine lands.
