@@ -38,6 +38,8 @@ pub struct LineReader {
     max_len: usize,
     /// Set while skipping the rest of an over-long line.
     discarding: bool,
+    /// The last line ended with CR: a LF right after it belongs to that line.
+    after_cr: bool,
 }
 
 impl LineReader {
@@ -47,36 +49,48 @@ impl LineReader {
             buf: Vec::with_capacity(512),
             max_len: max_len.max(16),
             discarding: false,
+            after_cr: false,
         }
     }
 
+    /// The next line. CR, LF and CRLF all end a line: Python's ftplib sends
+    /// `ABOR\r\n` with MSG_OOB, so the LF arrives as urgent data after a read
+    /// that stops at the urgent mark, and tokio does not wake us again until
+    /// more data comes; waiting for that LF would hang the ABOR.
     pub async fn next_line(&mut self) -> io::Result<Line> {
         loop {
-            if let Some(end) = self.buf.iter().position(|&b| b == b'\n') {
+            if self.after_cr && !self.buf.is_empty() {
+                self.after_cr = false;
+                if self.buf[0] == b'\n' {
+                    self.buf.drain(..1);
+                }
+            }
+            if let Some(end) = self.buf.iter().position(|&b| b == b'\n' || b == b'\r') {
+                self.after_cr = self.buf[end] == b'\r';
                 let mut line: Vec<u8> = self.buf.drain(..=end).collect();
-                if std::mem::take(&mut self.discarding) {
-                    return Ok(Line::TooLong);
-                }
                 line.pop();
-                if line.last() == Some(&b'\r') {
-                    line.pop();
+                if self.buf.is_empty() && self.buf.capacity() > 8192 {
+                    // Idle sessions are many: give back what a long line took.
+                    self.buf.shrink_to(512);
                 }
-                if line.len() > self.max_len {
+                if std::mem::take(&mut self.discarding) || line.len() > self.max_len {
                     return Ok(Line::TooLong);
                 }
                 return Ok(Line::Command(strip_telnet(line)));
             }
             if self.buf.len() > self.max_len {
-                // Keep memory bounded: forget what we have and skip to the next LF.
+                // Keep memory bounded: forget what we have and skip to the next
+                // line end.
                 self.buf.clear();
                 self.discarding = true;
             }
-            let mut chunk = [0u8; 4096];
-            let n = self.inner.read(&mut chunk).await?;
+            // Read straight into the buffer: no scratch array lives in the
+            // (per idle session) future. The buffer stays below max_len + 4 KiB.
+            self.buf.reserve(4096);
+            let n = self.inner.read_buf(&mut self.buf).await?;
             if n == 0 {
                 return Ok(Line::Closed);
             }
-            self.buf.extend_from_slice(&chunk[..n]);
         }
     }
 }
@@ -147,6 +161,26 @@ mod tests {
         assert_eq!(r.next_line().await.unwrap(), cmd("PASS b"));
         // An unterminated last line is dropped at EOF.
         assert_eq!(r.next_line().await.unwrap(), Line::Closed);
+    }
+
+    #[tokio::test]
+    async fn cr_alone_ends_a_line() {
+        let mut r = reader(b"ABOR\rSTAT\r\nNOOP\r\r\nPWD\n", 100);
+        assert_eq!(r.next_line().await.unwrap(), cmd("ABOR"));
+        assert_eq!(r.next_line().await.unwrap(), cmd("STAT"));
+        assert_eq!(r.next_line().await.unwrap(), cmd("NOOP"));
+        assert_eq!(r.next_line().await.unwrap(), cmd(""));
+        assert_eq!(r.next_line().await.unwrap(), cmd("PWD"));
+    }
+
+    #[tokio::test]
+    async fn crlf_split_across_reads() {
+        let (mut client, server) = tokio::io::duplex(64);
+        let mut r = LineReader::new(Box::new(server), 100);
+        client.write_all(b"ABOR\r").await.unwrap();
+        assert_eq!(r.next_line().await.unwrap(), cmd("ABOR"));
+        client.write_all(b"\nNOOP\r\n").await.unwrap();
+        assert_eq!(r.next_line().await.unwrap(), cmd("NOOP"));
     }
 
     #[tokio::test]

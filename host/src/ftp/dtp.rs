@@ -104,6 +104,9 @@ fn bind_listener(addr: SocketAddr) -> io::Result<TcpListener> {
     } else {
         TcpSocket::new_v6()?
     };
+    // A port whose earlier data connections sit in TIME_WAIT is still free for
+    // a listener; without this a busy session skips through many ports.
+    socket.set_reuseaddr(true)?;
     socket.bind(addr)?;
     socket.listen(8)
 }

@@ -102,6 +102,10 @@ async fn serve(conn: Connection) {
     // Without TCP_NODELAY each reply after a data transfer waits for the
     // delayed ACK (~40 ms) before it leaves.
     let _ = conn.stream.set_nodelay(true);
+    // Clients (Python's ftplib among them) send ABOR with MSG_OOB. Without
+    // SO_OOBINLINE the kernel removes the urgent byte, the final LF, from the
+    // stream and ABOR merges with the next command (RFC 6093 asks for this).
+    let _ = socket2::SockRef::from(&conn.stream).set_out_of_band_inline(true);
     info!(peer = %conn.peer, site = conn.site.as_ref().map(|s| s.name.as_str()).unwrap_or(""), "session opened");
     let (read, write) = conn.stream.into_split();
     let reader = LineReader::new(Box::new(read), conn.settings.max_line_length);

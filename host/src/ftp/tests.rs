@@ -415,7 +415,10 @@ async fn abor_cuts_a_slow_download_while_control_stays_responsive() {
             status.contains("Transfer in progress: RETR /slow"),
             "{status}"
         );
-        c.send("ABOR").await;
+        // Like Python's ftplib: ABOR with MSG_OOB, so the final LF is urgent data.
+        socket2::SockRef::from(c.writer.as_ref())
+            .send_out_of_band(b"ABOR\r\n")
+            .expect("send ABOR");
         assert_eq!(c.reply().await.0, 426);
         assert_eq!(c.reply().await.0, 226);
         let mut rest = Vec::new();
