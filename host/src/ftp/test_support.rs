@@ -68,8 +68,8 @@ impl Harness {
         let (site, fs, auth) = site(permissions);
         let mut settings = test_settings();
         tweak(&mut settings);
-        let peer: SocketAddr = "127.0.0.1:40000".parse().unwrap_or_else(|_| unreachable!());
-        let local: SocketAddr = "127.0.0.1:21".parse().unwrap_or_else(|_| unreachable!());
+        let peer: SocketAddr = "127.0.0.1:40000".parse().expect("valid address");
+        let local: SocketAddr = "127.0.0.1:21".parse().expect("valid address");
         let directory = Arc::new(Directory(site.clone()));
         let session = Session::new(
             Arc::new(settings),
