@@ -6,6 +6,7 @@
 //! without the session noticing.
 
 use std::io;
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -132,9 +133,20 @@ impl ReplyWriter {
         ReplyWriter { inner }
     }
 
-    pub async fn send(&mut self, reply: &Reply) -> io::Result<()> {
-        self.inner.write_all(reply.to_wire().as_bytes()).await?;
-        self.inner.flush().await
+    /// Sends a reply. A client that stops reading must not pin the session
+    /// forever, so the write gives up after `limit`.
+    pub async fn send(&mut self, reply: &Reply, limit: Duration) -> io::Result<()> {
+        let write = async {
+            self.inner.write_all(reply.to_wire().as_bytes()).await?;
+            self.inner.flush().await
+        };
+        match tokio::time::timeout(limit, write).await {
+            Ok(result) => result,
+            Err(_) => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "client does not read replies",
+            )),
+        }
     }
 
     pub async fn shutdown(&mut self) {

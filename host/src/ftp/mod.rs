@@ -110,7 +110,11 @@ async fn serve(conn: Connection) {
     let (read, write) = conn.stream.into_split();
     let reader = LineReader::new(Box::new(read), conn.settings.max_line_length);
     let mut writer = ReplyWriter::new(Box::new(write));
-    if writer.send(&greeting(conn.site.as_deref())).await.is_err() {
+    if writer
+        .send(&greeting(conn.site.as_deref()), conn.settings.idle_timeout)
+        .await
+        .is_err()
+    {
         return;
     }
     let session = Session::new(conn.settings, conn.peer, conn.local, conn.site, conn.sites);

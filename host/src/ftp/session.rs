@@ -315,7 +315,12 @@ pub async fn run(mut session: Session, mut reader: LineReader, mut writer: Reply
                 }
             }
         };
-        if writer.send(&reply).await.is_err() || reply.closes() {
+        if writer
+            .send(&reply, session.settings.idle_timeout)
+            .await
+            .is_err()
+            || reply.closes()
+        {
             break;
         }
     }
@@ -351,7 +356,10 @@ async fn execute(session: &mut Session, writer: &mut ReplyWriter, bytes: &[u8]) 
     if let Some(command) = commands::lookup(&verb)
         && !command.during_transfer
         && let Some(reply) = session.finish_transfer().await
-        && writer.send(&reply).await.is_err()
+        && writer
+            .send(&reply, session.settings.idle_timeout)
+            .await
+            .is_err()
     {
         return None;
     }
