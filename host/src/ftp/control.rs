@@ -47,7 +47,7 @@ impl LineReader {
     pub fn new(inner: ControlRead, max_len: usize) -> Self {
         LineReader {
             inner,
-            buf: Vec::with_capacity(512),
+            buf: Vec::new(),
             max_len: max_len.max(16),
             discarding: false,
             after_cr: false,
@@ -72,7 +72,7 @@ impl LineReader {
                 line.pop();
                 if self.buf.is_empty() && self.buf.capacity() > 8192 {
                     // Idle sessions are many: give back what a long line took.
-                    self.buf.shrink_to(512);
+                    self.buf.shrink_to(1024);
                 }
                 if std::mem::take(&mut self.discarding) || line.len() > self.max_len {
                     return Ok(Line::TooLong);
@@ -85,9 +85,10 @@ impl LineReader {
                 self.buf.clear();
                 self.discarding = true;
             }
-            // Read straight into the buffer: no scratch array lives in the
-            // (per idle session) future. The buffer stays below max_len + 4 KiB.
-            self.buf.reserve(4096);
+            // Read straight into the buffer, 1 KiB at a time: commands are short
+            // and an idle session should hold little. The buffer stays below
+            // max_len + 1 KiB.
+            self.buf.reserve(1024);
             let n = self.inner.read_buf(&mut self.buf).await?;
             if n == 0 {
                 return Ok(Line::Closed);

@@ -699,3 +699,4 @@ async fn storage_errors_map_to_replies() {
     })
     .await;
 }
+
