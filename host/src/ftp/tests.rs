@@ -699,4 +699,3 @@ async fn storage_errors_map_to_replies() {
     })
     .await;
 }
-
