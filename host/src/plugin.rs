@@ -38,7 +38,10 @@ pub struct PluginLimits {
 }
 impl Default for PluginLimits {
     fn default() -> Self {
-        PluginLimits { memory: 64 << 20, call_timeout: Duration::from_secs(5) }
+        PluginLimits {
+            memory: 64 << 20,
+            call_timeout: Duration::from_secs(5),
+        }
     }
 }
 #[derive(Debug, Clone, PartialEq, Eq)]
