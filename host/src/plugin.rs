@@ -1,1 +1,0 @@
-//! WebAssembly plugin runtime. Stub until the runtime lands.
