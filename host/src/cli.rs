@@ -8,9 +8,12 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-
 #[derive(Parser)]
-#[command(name = "wasmftpd", version, about = "An FTP server whose authentication and storage are WebAssembly components")]
+#[command(
+    name = "wasmftpd",
+    version,
+    about = "An FTP server whose authentication and storage are WebAssembly components"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -87,7 +90,10 @@ fn hash_password() -> anyhow::Result<()> {
         eprintln!("Password (input is shown; pipe it in to avoid that):");
     }
     let mut line = String::new();
-    stdin.lock().read_line(&mut line).context("cannot read standard input")?;
+    stdin
+        .lock()
+        .read_line(&mut line)
+        .context("cannot read standard input")?;
     let password = line.trim_end_matches(['\r', '\n']);
     if password.is_empty() {
         anyhow::bail!("empty password");

@@ -136,8 +136,15 @@ pub const SERVER_FILE: &str = "server.toml";
 
 fn load_dir(dir: &Path) -> Result<Config, ConfigError> {
     let server_path = dir.join(SERVER_FILE);
-    let server_text = if server_path.exists() { read(&server_path)? } else { String::new() };
-    let at = Locator { file: &server_path, text: &server_text };
+    let server_text = if server_path.exists() {
+        read(&server_path)?
+    } else {
+        String::new()
+    };
+    let at = Locator {
+        file: &server_path,
+        text: &server_text,
+    };
     let raw: RawConfig = at.deserialize()?;
     let mut sites = Vec::new();
     for (name, site) in raw.site {
@@ -145,7 +152,10 @@ fn load_dir(dir: &Path) -> Result<Config, ConfigError> {
     }
     for file in site_files(dir)? {
         let text = read(&file)?;
-        let site_at = Locator { file: &file, text: &text };
+        let site_at = Locator {
+            file: &file,
+            text: &text,
+        };
         let name = file
             .file_stem()
             .and_then(|s| s.to_str())
@@ -233,7 +243,13 @@ fn build_site(
     let name_span = site.span();
     let site = site.into_inner();
     let key = format!("{prefix}{name}");
-    let key_of = |k: &str| if prefix.is_empty() { k.to_string() } else { format!("{key}.{k}") };
+    let key_of = |k: &str| {
+        if prefix.is_empty() {
+            k.to_string()
+        } else {
+            format!("{key}.{k}")
+        }
+    };
     if !valid_site_name(&name) {
         return Err(at.error_at(
             Some(name_span),
@@ -392,14 +408,19 @@ impl Locator<'_> {
     }
 
     fn deserialize<T: serde::de::DeserializeOwned>(&self) -> Result<T, ConfigError> {
-        let deserializer = toml::Deserializer::parse(self.text).map_err(|e| self.toml_error(&e, ""))?;
+        let deserializer =
+            toml::Deserializer::parse(self.text).map_err(|e| self.toml_error(&e, ""))?;
         serde_path_to_error::deserialize(deserializer)
             .map_err(|e| self.toml_error(e.inner(), &e.path().to_string()))
     }
 
     fn line_of(&self, span: &Range<usize>) -> usize {
         let end = span.start.min(self.text.len());
-        self.text.as_bytes()[..end].iter().filter(|&&b| b == b'\n').count() + 1
+        self.text.as_bytes()[..end]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count()
+            + 1
     }
 
     fn error_at(&self, span: Option<Range<usize>>, key: &str, message: &str) -> ConfigError {
@@ -497,7 +518,9 @@ impl<'de> Deserialize<'de> for HumanDuration {
         let text = String::deserialize(d)?;
         humantime::parse_duration(&text)
             .map(HumanDuration)
-            .map_err(|e| serde::de::Error::custom(format!("`{text}` is not a duration like \"30s\" ({e})")))
+            .map_err(|e| {
+                serde::de::Error::custom(format!("`{text}` is not a duration like \"30s\" ({e})"))
+            })
     }
 }
 
@@ -509,7 +532,9 @@ impl<'de> Deserialize<'de> for HumanSize {
         let text = String::deserialize(d)?;
         text.parse::<bytesize::ByteSize>()
             .map(|s| HumanSize(s.as_u64()))
-            .map_err(|e| serde::de::Error::custom(format!("`{text}` is not a size like \"64MiB\" ({e})")))
+            .map_err(|e| {
+                serde::de::Error::custom(format!("`{text}` is not a size like \"64MiB\" ({e})"))
+            })
     }
 }
 
@@ -566,21 +591,26 @@ memory_limit = "32MiB"
         assert_eq!(config.default_site.as_deref(), Some("main"));
         let site = &config.sites[0];
         assert_eq!(site.storage.limits.memory, 32 * 1024 * 1024);
-        assert!(
-            site.auth
-                .config
-                .contains(&("users.demo.permissions".to_string(), "read,list".to_string()))
-        );
+        assert!(site.auth.config.contains(&(
+            "users.demo.permissions".to_string(),
+            "read,list".to_string()
+        )));
     }
 
     #[test]
     fn unknown_key_names_file_line_and_key() {
-        let text = MINIMAL.replace("idle_timeout = \"30s\"", "idle_timeout = \"30s\"\nbogus = 1");
+        let text = MINIMAL.replace(
+            "idle_timeout = \"30s\"",
+            "idle_timeout = \"30s\"\nbogus = 1",
+        );
         let err = parse_str(&text).unwrap_err();
         assert_eq!(err.line, 5, "{err}");
         assert_eq!(err.key, "server.bogus", "{err}");
         let shown = err.to_string();
-        assert!(shown.starts_with("/nonexistent/test.toml:5: key `server.bogus`"), "{shown}");
+        assert!(
+            shown.starts_with("/nonexistent/test.toml:5: key `server.bogus`"),
+            "{shown}"
+        );
     }
 
     #[test]
@@ -630,7 +660,8 @@ memory_limit = "32MiB"
 
     #[test]
     fn flatten_nests_and_joins() {
-        let table: toml::Table = toml::from_str("a = 1\nb = true\n[c.d]\ne = [\"x\", \"y\"]").unwrap();
+        let table: toml::Table =
+            toml::from_str("a = 1\nb = true\n[c.d]\ne = [\"x\", \"y\"]").unwrap();
         let flat = flatten_table(&table);
         assert_eq!(
             flat,
@@ -654,7 +685,11 @@ plugin = "builtin:storage-fs"
     #[test]
     fn a_directory_holds_a_server_file_and_site_files() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("server.toml"), "[server]\nlisten = [\"127.0.0.1:0\"]\n").unwrap();
+        std::fs::write(
+            dir.path().join("server.toml"),
+            "[server]\nlisten = [\"127.0.0.1:0\"]\n",
+        )
+        .unwrap();
         std::fs::write(dir.path().join("alpha.toml"), SITE_FILE).unwrap();
         std::fs::write(dir.path().join("beta.toml"), SITE_FILE).unwrap();
         std::fs::write(dir.path().join(".beta.toml.swp"), "junk").unwrap();
@@ -669,7 +704,11 @@ plugin = "builtin:storage-fs"
     #[test]
     fn an_error_in_a_site_file_names_that_file() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("alpha.toml"), SITE_FILE.replace("banner", "baner")).unwrap();
+        std::fs::write(
+            dir.path().join("alpha.toml"),
+            SITE_FILE.replace("banner", "baner"),
+        )
+        .unwrap();
         let err = load(dir.path()).unwrap_err();
         assert_eq!(err.file, dir.path().join("alpha.toml"));
         assert_eq!(err.key, "baner");

@@ -113,11 +113,17 @@ pub struct StorageError {
 
 impl StorageError {
     pub fn new(kind: ErrorKind) -> Self {
-        StorageError { kind, message: None }
+        StorageError {
+            kind,
+            message: None,
+        }
     }
 
     pub fn with_message(kind: ErrorKind, message: impl Into<String>) -> Self {
-        StorageError { kind, message: Some(message.into()) }
+        StorageError {
+            kind,
+            message: Some(message.into()),
+        }
     }
 }
 

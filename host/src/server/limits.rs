@@ -42,13 +42,21 @@ impl ConnectionLimits {
 
     /// Takes a place for a connection from `ip` to `site`, or says why not
     /// (the text of the `421` reply).
-    pub fn acquire(self: &Arc<Self>, ip: IpAddr, site: Option<&Site>) -> Result<Slot, &'static str> {
+    pub fn acquire(
+        self: &Arc<Self>,
+        ip: IpAddr,
+        site: Option<&Site>,
+    ) -> Result<Slot, &'static str> {
         if self.total.fetch_add(1, Ordering::SeqCst) >= self.max_total.load(Ordering::Relaxed) {
             self.total.fetch_sub(1, Ordering::SeqCst);
             return Err("too many connections; try again later");
         }
         // From here on, the slot's Drop undoes what was counted.
-        let mut slot = Slot { limits: self.clone(), ip, site: None };
+        let mut slot = Slot {
+            limits: self.clone(),
+            ip,
+            site: None,
+        };
         {
             let mut per_ip = lock(&self.per_ip);
             let count = per_ip.entry(ip).or_insert(0);
@@ -110,7 +118,10 @@ mod tests {
         let b: IpAddr = "127.0.0.2".parse().unwrap();
         let s1 = limits.acquire(a, None).unwrap();
         let _s2 = limits.acquire(a, None).unwrap();
-        assert!(limits.acquire(a, None).is_err(), "third from the same address");
+        assert!(
+            limits.acquire(a, None).is_err(),
+            "third from the same address"
+        );
         let _s3 = limits.acquire(b, None).unwrap();
         assert!(limits.acquire(b, None).is_err(), "fourth in total");
         drop(s1);

@@ -60,9 +60,15 @@ struct Server {
 /// Runs the server until Ctrl-C or SIGTERM.
 pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
     let config = crate::config::load(&options.config_path)?;
-    let runtime = PluginRuntime::new(RuntimeOptions { cache_dir: config.cache_dir.clone() })?;
+    let runtime = PluginRuntime::new(RuntimeOptions {
+        cache_dir: config.cache_dir.clone(),
+    })?;
     let (registry, _) = registry::build(&runtime, &config, None).await?;
-    info!(sites = registry.len(), "configuration loaded from {}", options.config_path.display());
+    info!(
+        sites = registry.len(),
+        "configuration loaded from {}",
+        options.config_path.display()
+    );
     let mut server = Server {
         runtime,
         limits: ConnectionLimits::new(config.max_connections, config.max_connections_per_ip),
@@ -110,13 +116,14 @@ impl Server {
             }
         };
         let current = self.registry.load_full();
-        let (registry, changes) = match registry::build(&self.runtime, &config, Some(&current)).await {
-            Ok(built) => built,
-            Err(e) => {
-                error!("reload ({why}) failed, keeping the running configuration: {e:#}");
-                return;
-            }
-        };
+        let (registry, changes) =
+            match registry::build(&self.runtime, &config, Some(&current)).await {
+                Ok(built) => built,
+                Err(e) => {
+                    error!("reload ({why}) failed, keeping the running configuration: {e:#}");
+                    return;
+                }
+            };
         if config.cache_dir != self.config.cache_dir {
             warn!("server.cache_dir changed: it takes effect at the next start");
         }
@@ -129,7 +136,10 @@ impl Server {
         }
         let elapsed = started.elapsed();
         if changes.is_empty() {
-            info!("reload ({why}): no site changed ({} ms)", elapsed.as_millis());
+            info!(
+                "reload ({why}): no site changed ({} ms)",
+                elapsed.as_millis()
+            );
         } else {
             info!(
                 "reload ({why}): added {:?}, changed {:?}, removed {:?} in {} ms",
@@ -149,8 +159,10 @@ impl Server {
         } else {
             self.listen_override.clone()
         };
-        let mut wanted: Vec<(SocketAddr, ListenerKind)> =
-            general.into_iter().map(|a| (a, ListenerKind::General)).collect();
+        let mut wanted: Vec<(SocketAddr, ListenerKind)> = general
+            .into_iter()
+            .map(|a| (a, ListenerKind::General))
+            .collect();
         wanted.extend(
             self.registry
                 .load()
@@ -184,7 +196,9 @@ impl Server {
                     let local = listener.local_addr()?;
                     match &key.1 {
                         ListenerKind::General => info!("listening on {local}"),
-                        ListenerKind::Dedicated(site) => info!("listening on {local} (site {site})"),
+                        ListenerKind::Dedicated(site) => {
+                            info!("listening on {local} (site {site})")
+                        }
                     }
                     let task = tokio::spawn(accept_loop(
                         listener,
@@ -234,7 +248,9 @@ async fn accept_loop(
                 continue;
             }
         };
-        let Ok(local) = stream.local_addr() else { continue };
+        let Ok(local) = stream.local_addr() else {
+            continue;
+        };
         let connection = Connection {
             stream,
             peer,
@@ -260,7 +276,9 @@ async fn refuse(mut stream: TcpStream, why: &str) {
 
 /// Validates a config and compiles its plugins (`wasmftpd check`).
 pub async fn check(config: &Config) -> anyhow::Result<usize> {
-    let runtime = PluginRuntime::new(RuntimeOptions { cache_dir: config.cache_dir.clone() })?;
+    let runtime = PluginRuntime::new(RuntimeOptions {
+        cache_dir: config.cache_dir.clone(),
+    })?;
     let (registry, _) = registry::build(&runtime, config, None).await?;
     Ok(registry.len())
 }

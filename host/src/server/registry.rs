@@ -81,7 +81,10 @@ impl SiteDirectory for Registry {
             .values()
             .find(|e| {
                 e.site.name.eq_ignore_ascii_case(name)
-                    || e.site.host_names.iter().any(|h| h.eq_ignore_ascii_case(name))
+                    || e.site
+                        .host_names
+                        .iter()
+                        .any(|h| h.eq_ignore_ascii_case(name))
             })
             .map(|e| e.site.clone())
     }
@@ -109,7 +112,9 @@ pub async fn build(
         let plugin_digest = digest_plugins(site_config)?;
         let old = previous.and_then(|p| p.entries.get(&site_config.name));
         let site = match old {
-            Some(old) if old.config == *site_config && old.plugin_digest == plugin_digest => old.site.clone(),
+            Some(old) if old.config == *site_config && old.plugin_digest == plugin_digest => {
+                old.site.clone()
+            }
             _ => {
                 if old.is_some() {
                     changes.changed.push(site_config.name.clone());
@@ -121,7 +126,11 @@ pub async fn build(
         };
         entries.insert(
             site_config.name.clone(),
-            Entry { config: site_config.clone(), plugin_digest, site },
+            Entry {
+                config: site_config.clone(),
+                plugin_digest,
+                site,
+            },
         );
     }
     if let Some(previous) = previous {
@@ -167,8 +176,22 @@ fn digest_plugins(site: &SiteConfig) -> anyhow::Result<[u8; 32]> {
 }
 
 async fn build_site(runtime: &PluginRuntime, site: &SiteConfig) -> anyhow::Result<Site> {
-    let auth = load(runtime, site, "auth", site.auth.clone(), PluginRuntime::load_auth).await?;
-    let storage = load(runtime, site, "storage", site.storage.clone(), PluginRuntime::load_storage).await?;
+    let auth = load(
+        runtime,
+        site,
+        "auth",
+        site.auth.clone(),
+        PluginRuntime::load_auth,
+    )
+    .await?;
+    let storage = load(
+        runtime,
+        site,
+        "storage",
+        site.storage.clone(),
+        PluginRuntime::load_storage,
+    )
+    .await?;
     Ok(Site {
         name: site.name.clone(),
         host_names: site.host_names.clone(),

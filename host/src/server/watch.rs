@@ -77,11 +77,17 @@ pub fn reload_triggers(config_path: &Path, config: &Config) -> anyhow::Result<Tr
             dirs.insert(if is_dir {
                 config_file.clone()
             } else {
-                config_file.parent().map(Path::to_path_buf).unwrap_or_default()
+                config_file
+                    .parent()
+                    .map(Path::to_path_buf)
+                    .unwrap_or_default()
             });
             for dir in dirs {
                 if let Err(e) = watcher.watch(&dir, RecursiveMode::NonRecursive) {
-                    warn!("cannot watch {} for changes (SIGHUP still reloads): {e}", dir.display());
+                    warn!(
+                        "cannot watch {} for changes (SIGHUP still reloads): {e}",
+                        dir.display()
+                    );
                 }
             }
             Some(watcher)

@@ -1,0 +1,43 @@
+//! LIST (RFC 959 section 4.1.3): `ls -l` lines over the data connection for a
+//! directory, or one line for a file. `ls` flags (`-a`, `-l`, `-la`) are
+//! accepted and ignored: every entry is always shown.
+
+use crate::backend::Permissions;
+use crate::ftp::dtp::{Job, Source};
+use crate::ftp::session::{HandlerResult, Session};
+
+use super::shared;
+
+pub async fn run(session: &mut Session, arg: &str) -> HandlerResult {
+    session.require_data_endpoint()?;
+    let target = session.target(shared::strip_list_flags(arg), Permissions::LIST)?;
+    let (_, entries) = shared::entries(&target).await?;
+    let text = shared::long_listing(&entries);
+    session.start_transfer(
+        Job::Send {
+            source: Source::Bytes(text.into_bytes()),
+            ascii: false,
+            skip: 0,
+        },
+        format!("LIST {}", target.client),
+        "Here comes the directory listing",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::backend::Permissions;
+    use crate::ftp::test_support::Harness;
+
+    #[tokio::test]
+    async fn list_checks() {
+        let mut h = Harness::logged_in();
+        assert_eq!(h.cmd("LIST").await.code.number(), 425);
+        h.cmd("PASV").await;
+        assert_eq!(h.cmd("LIST -la nope").await.code.number(), 550);
+        assert_eq!(h.cmd("LIST -la").await.code.number(), 150);
+        let mut h = Harness::with_permissions(Permissions::READ);
+        h.cmd("PASV").await;
+        assert_eq!(h.cmd("LIST").await.code.number(), 550);
+    }
+}

@@ -1,0 +1,117 @@
+//! PASS (RFC 959 section 4.1.1): second half of login. Failed logins are
+//! delayed and counted; too many close the connection.
+
+use tracing::info;
+
+use crate::backend::{AuthError, Credentials};
+use crate::ftp::path;
+use crate::ftp::reply::{Reply, ReplyCode, auth_error};
+use crate::ftp::session::{HandlerResult, LoggedIn, Session, State};
+
+pub async fn run(session: &mut Session, arg: &str) -> HandlerResult {
+    let (user, site) = match std::mem::replace(&mut session.state, State::NeedUser) {
+        State::NeedPass { user, site } => (user, site),
+        other => {
+            let already = matches!(other, State::LoggedIn(_));
+            session.state = other;
+            return Err(if already {
+                Reply::new(ReplyCode::BadSequence, "Already logged in")
+            } else {
+                Reply::new(ReplyCode::BadSequence, "Login with USER first")
+            });
+        }
+    };
+    let credentials = Credentials {
+        user: user.clone(),
+        password: arg.to_string(),
+        client_ip: session.client_ip(),
+        tls: false,
+        site: site.name.clone(),
+    };
+    match site.auth.login(&credentials).await {
+        Ok(account) => {
+            info!(peer = %session.peer, user = %account.user, site = %site.name, "logged in");
+            let home = path::normalize_home(&account.home);
+            let storage = site.storage.open_session(&account);
+            session.site = Some(site);
+            session.state = State::LoggedIn(LoggedIn {
+                account,
+                home,
+                storage,
+                cwd: "/".to_string(),
+                rename_from: None,
+            });
+            Ok(Reply::new(ReplyCode::LoggedIn, "Login successful"))
+        }
+        Err(err) => {
+            info!(peer = %session.peer, %user, site = %site.name, error = %err, "login failed");
+            if matches!(err, AuthError::BadCredentials(_) | AuthError::Disabled(_)) {
+                session.login_failures += 1;
+                tokio::time::sleep(session.settings.login_failure_delay).await;
+                if session.login_failures >= session.settings.max_login_failures {
+                    return Err(Reply::new(
+                        ReplyCode::ServiceNotAvailable,
+                        "Too many failed logins",
+                    )
+                    .and_close());
+                }
+            }
+            Err(auth_error(&err))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::backend::AuthError;
+    use crate::ftp::session::State;
+    use crate::ftp::test_support::Harness;
+
+    #[tokio::test]
+    async fn login_sequence() {
+        let mut h = Harness::new();
+        assert_eq!(h.cmd("PASS x").await.code.number(), 503);
+        h.cmd("USER alice").await;
+        assert_eq!(
+            h.cmd("PASS secret").await.to_wire(),
+            "230 Login successful\r\n"
+        );
+        let user = h.session.logged_in().unwrap();
+        assert_eq!(
+            (user.home.as_str(), user.cwd.as_str()),
+            ("/home/alice", "/")
+        );
+        assert_eq!(h.cmd("PASS secret").await.code.number(), 503);
+    }
+
+    #[tokio::test]
+    async fn failures_are_counted_then_close() {
+        let mut h = Harness::new();
+        for _ in 0..2 {
+            h.cmd("USER alice").await;
+            let reply = h.cmd("PASS wrong").await;
+            assert_eq!(reply.code.number(), 530);
+            assert!(!reply.closes());
+            assert!(matches!(h.session.state, State::NeedUser));
+        }
+        h.cmd("USER alice").await;
+        let reply = h.cmd("PASS wrong").await;
+        assert_eq!(reply.code.number(), 421);
+        assert!(reply.closes());
+    }
+
+    #[tokio::test]
+    async fn backend_failures() {
+        let mut h = Harness::new();
+        h.auth
+            .fail_with(Some(AuthError::PluginFailed("trap".into())));
+        h.cmd("USER alice").await;
+        assert_eq!(h.cmd("PASS secret").await.code.number(), 451);
+        h.auth.fail_with(Some(AuthError::Unavailable(None)));
+        h.cmd("USER alice").await;
+        let reply = h.cmd("PASS secret").await;
+        assert_eq!(reply.code.number(), 421);
+        assert!(reply.closes());
+        assert_eq!(h.session.login_failures, 0);
+    }
+}

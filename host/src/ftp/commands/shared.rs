@@ -1,0 +1,193 @@
+//! Helpers several commands share: data-connection setup checks, uploads,
+//! directory listings and the TYPE A size computation.
+
+use std::net::SocketAddr;
+
+use tokio::net::TcpListener;
+
+use crate::backend::{DirEntry, ErrorKind, Metadata, Permissions, WriteMode};
+use crate::ftp::dtp::{self, Job};
+use crate::ftp::listing;
+use crate::ftp::path;
+use crate::ftp::reply::{Reply, ReplyCode};
+use crate::ftp::session::{HandlerResult, OrReply, Session, Target, TransferType};
+
+/// Largest file whose TYPE A size SIZE computes by reading it.
+pub const ASCII_SIZE_LIMIT: u64 = 64 * 1024 * 1024;
+
+pub fn refuse_after_epsv_all(session: &Session) -> Result<(), Reply> {
+    if session.epsv_all {
+        return Err(Reply::new(
+            ReplyCode::BadSequence,
+            "Only EPSV is allowed after EPSV ALL",
+        ));
+    }
+    Ok(())
+}
+
+pub fn cant_listen() -> Reply {
+    Reply::new(
+        ReplyCode::CantOpenDataConnection,
+        "Can't open passive connection",
+    )
+}
+
+/// A listener on the control connection's local address, in the site's
+/// passive port range (or the server's).
+pub async fn passive_listener(session: &mut Session) -> Result<TcpListener, Reply> {
+    // A new PASV replaces the previous listener.
+    session.data = None;
+    let ports = session
+        .site
+        .as_ref()
+        .and_then(|site| site.passive_ports.clone())
+        .unwrap_or_else(|| session.settings.passive_ports.clone());
+    dtp::listen(session.local.ip(), &ports)
+        .await
+        .map_err(|err| {
+            tracing::warn!(%err, "no passive port available");
+            cant_listen()
+        })
+}
+
+/// RFC 2577: active data connections go only to the client itself and never
+/// to a privileged port, unless the configuration allows it.
+pub fn check_active_target(session: &Session, addr: SocketAddr) -> Result<(), Reply> {
+    if session.settings.allow_foreign_data {
+        return Ok(());
+    }
+    if !dtp::same_host(addr.ip(), session.peer.ip()) {
+        return Err(Reply::new(
+            ReplyCode::ParameterNotImplemented,
+            "Data connections only to the client's own address",
+        ));
+    }
+    if addr.port() < 1024 {
+        return Err(Reply::new(
+            ReplyCode::ParameterNotImplemented,
+            "Data connections to ports below 1024 are refused",
+        ));
+    }
+    Ok(())
+}
+
+/// How an upload treats an existing file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Upload {
+    /// STOR: replace, or continue at a REST offset.
+    Store,
+    /// APPE: add to the end.
+    Append,
+}
+
+/// STOR and APPE: open the file for writing and start receiving.
+pub async fn upload(session: &mut Session, arg: &str, kind: Upload) -> HandlerResult {
+    session.require_data_endpoint()?;
+    let offset = std::mem::take(&mut session.rest);
+    let (needs, mode) = match kind {
+        Upload::Append => (Permissions::APPEND, WriteMode::Append),
+        Upload::Store if offset > 0 => (
+            Permissions::WRITE | Permissions::APPEND,
+            WriteMode::Offset(offset),
+        ),
+        Upload::Store => (Permissions::WRITE, WriteMode::Truncate),
+    };
+    let target = session.target(arg, needs)?;
+    let writer = target
+        .fs
+        .open_write(&target.storage, mode)
+        .await
+        .or_reply()?;
+    let ascii = session.transfer_type == TransferType::Ascii;
+    let verb = if kind == Upload::Append {
+        "APPE"
+    } else {
+        "STOR"
+    };
+    session.start_transfer(
+        Job::Receive { writer, ascii },
+        format!("{verb} {}", target.client),
+        "Ok to send data",
+    )
+}
+
+/// Splits `ls`-style flags (`-a`, `-l`, `-la`, ...) off a LIST/NLST/STAT
+/// argument: clients send them although FTP has none.
+pub fn strip_list_flags(arg: &str) -> &str {
+    let mut rest = arg.trim_start();
+    while rest.starts_with('-') {
+        match rest.split_once(' ') {
+            Some((_, tail)) => rest = tail.trim_start(),
+            None => return "",
+        }
+    }
+    rest
+}
+
+/// What a listing of `target` contains: a directory's entries (sorted by
+/// name), or the entry itself when it names a file.
+pub async fn entries(target: &Target) -> Result<(bool, Vec<DirEntry>), Reply> {
+    match target.fs.list_dir(&target.storage).await {
+        Ok(mut entries) => {
+            entries.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+            Ok((true, entries))
+        }
+        Err(err) if err.kind == ErrorKind::NotADirectory => {
+            let metadata: Metadata = target.fs.stat(&target.storage).await.or_reply()?;
+            Ok((
+                false,
+                vec![DirEntry {
+                    name: path::file_name(&target.client).to_string(),
+                    metadata,
+                }],
+            ))
+        }
+        Err(err) => Err(crate::ftp::reply::storage_error(
+            &err,
+            crate::ftp::reply::ErrorContext::Command,
+        )),
+    }
+}
+
+/// `ls -l` text for LIST (CRLF line ends).
+pub fn long_listing(entries: &[DirEntry]) -> String {
+    let now = chrono::Utc::now();
+    let mut out = String::with_capacity(entries.len() * 64);
+    for entry in entries {
+        listing::list_line(&mut out, &entry.name, &entry.metadata, now);
+    }
+    out
+}
+
+/// Reads a file through the LF → CRLF conversion to count what RETR would send.
+pub async fn ascii_size(target: &Target, size: u64) -> Result<u64, Reply> {
+    if size > ASCII_SIZE_LIMIT {
+        return Err(Reply::new(
+            ReplyCode::FileNotAvailable,
+            "SIZE in ASCII mode is refused for large files; use TYPE I",
+        ));
+    }
+    let mut reader = target.fs.open_read(&target.storage, 0).await.or_reply()?;
+    let mut converter = crate::ftp::ascii::ToCrlf::default();
+    let mut total = 0u64;
+    loop {
+        let chunk = reader.read(dtp::CHUNK).await.or_reply()?;
+        if chunk.is_empty() {
+            return Ok(total);
+        }
+        total += chunk.len() as u64 + converter.extra(&chunk);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn list_flags() {
+        assert_eq!(strip_list_flags("-la"), "");
+        assert_eq!(strip_list_flags("-a -l dir"), "dir");
+        assert_eq!(strip_list_flags("dir name"), "dir name");
+        assert_eq!(strip_list_flags(""), "");
+    }
+}

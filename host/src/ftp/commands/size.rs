@@ -1,0 +1,55 @@
+//! SIZE (RFC 3659 section 4): the exact number of bytes a RETR would send in
+//! the current TYPE. In TYPE A that means reading the file through the LF →
+//! CRLF conversion, so large files get `550` rather than a wrong number.
+
+use crate::backend::Permissions;
+use crate::ftp::reply::{Reply, ReplyCode};
+use crate::ftp::session::{HandlerResult, OrReply, Session, TransferType};
+
+use super::shared;
+
+pub async fn run(session: &mut Session, arg: &str) -> HandlerResult {
+    let target = session.target(arg, Permissions::READ)?;
+    let meta = target.fs.stat(&target.storage).await.or_reply()?;
+    if meta.is_dir() {
+        return Err(Reply::new(
+            ReplyCode::FileNotAvailable,
+            "Not a regular file",
+        ));
+    }
+    let size = match session.transfer_type {
+        TransferType::Image => meta.size,
+        TransferType::Ascii => shared::ascii_size(&target, meta.size).await?,
+    };
+    Ok(Reply::new(ReplyCode::FileStatus, size.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::ftp::test_support::Harness;
+
+    #[tokio::test]
+    async fn size_per_type() {
+        let mut h = Harness::logged_in();
+        h.fs.put_file("/home/alice/f", b"a\nb\r\nc\n");
+        h.fs.mkdir_all("/home/alice/d");
+        assert_eq!(h.cmd("TYPE I").await.code.number(), 200);
+        assert_eq!(h.cmd("SIZE f").await.to_wire(), "213 7\r\n");
+        h.cmd("TYPE A").await;
+        assert_eq!(h.cmd("SIZE f").await.to_wire(), "213 9\r\n");
+        assert_eq!(h.cmd("SIZE d").await.code.number(), 550);
+        assert_eq!(h.cmd("SIZE nope").await.code.number(), 550);
+    }
+
+    #[tokio::test]
+    async fn size_ascii_refuses_huge_files() {
+        let mut h = Harness::logged_in();
+        h.fs.put_file(
+            "/home/alice/big",
+            &vec![b'x'; (super::shared::ASCII_SIZE_LIMIT + 1) as usize],
+        );
+        assert_eq!(h.cmd("SIZE big").await.code.number(), 550);
+        h.cmd("TYPE I").await;
+        assert_eq!(h.cmd("SIZE big").await.code.number(), 213);
+    }
+}

@@ -1,0 +1,226 @@
+//! The control connection's byte level: splitting the stream into command
+//! lines (CRLF or bare LF, Telnet IAC sequences removed, bounded length) and
+//! writing replies.
+//!
+//! Both halves are boxed trait objects so a TLS layer can wrap the stream later
+//! without the session noticing.
+
+use std::io;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use super::reply::Reply;
+
+pub type ControlRead = Box<dyn AsyncRead + Unpin + Send>;
+pub type ControlWrite = Box<dyn AsyncWrite + Unpin + Send>;
+
+/// Telnet "interpret as command" (RFC 854).
+const IAC: u8 = 255;
+const WILL: u8 = 251;
+const DONT: u8 = 254;
+
+/// What the reader produced.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Line {
+    /// A command line without its terminator and Telnet sequences.
+    Command(Vec<u8>),
+    /// A line longer than the limit; its bytes were discarded.
+    TooLong,
+    /// The client closed the connection.
+    Closed,
+}
+
+/// Reads command lines. Cancel-safe: all state lives in the struct, so a
+/// `select!` may drop a pending `next_line` and call it again.
+pub struct LineReader {
+    inner: ControlRead,
+    buf: Vec<u8>,
+    max_len: usize,
+    /// Set while skipping the rest of an over-long line.
+    discarding: bool,
+    /// The last line ended with CR: a LF right after it belongs to that line.
+    after_cr: bool,
+}
+
+impl LineReader {
+    pub fn new(inner: ControlRead, max_len: usize) -> Self {
+        LineReader {
+            inner,
+            buf: Vec::new(),
+            max_len: max_len.max(16),
+            discarding: false,
+            after_cr: false,
+        }
+    }
+
+    /// The next line. CR, LF and CRLF all end a line: Python's ftplib sends
+    /// `ABOR\r\n` with MSG_OOB, so the LF arrives as urgent data after a read
+    /// that stops at the urgent mark, and tokio does not wake us again until
+    /// more data comes; waiting for that LF would hang the ABOR.
+    pub async fn next_line(&mut self) -> io::Result<Line> {
+        loop {
+            if self.after_cr && !self.buf.is_empty() {
+                self.after_cr = false;
+                if self.buf[0] == b'\n' {
+                    self.buf.drain(..1);
+                }
+            }
+            if let Some(end) = self.buf.iter().position(|&b| b == b'\n' || b == b'\r') {
+                self.after_cr = self.buf[end] == b'\r';
+                let mut line: Vec<u8> = self.buf.drain(..=end).collect();
+                line.pop();
+                if self.buf.is_empty() && self.buf.capacity() > 8192 {
+                    // Idle sessions are many: give back what a long line took.
+                    self.buf.shrink_to(1024);
+                }
+                if std::mem::take(&mut self.discarding) || line.len() > self.max_len {
+                    return Ok(Line::TooLong);
+                }
+                return Ok(Line::Command(strip_telnet(line)));
+            }
+            if self.buf.len() > self.max_len {
+                // Keep memory bounded: forget what we have and skip to the next
+                // line end.
+                self.buf.clear();
+                self.discarding = true;
+            }
+            // Read straight into the buffer, 1 KiB at a time: commands are short
+            // and an idle session should hold little. The buffer stays below
+            // max_len + 1 KiB.
+            self.buf.reserve(1024);
+            let n = self.inner.read_buf(&mut self.buf).await?;
+            if n == 0 {
+                return Ok(Line::Closed);
+            }
+        }
+    }
+}
+
+/// Removes Telnet command sequences (RFC 854): `IAC IAC` is a literal 255,
+/// `IAC WILL/WONT/DO/DONT x` is three bytes, any other `IAC x` two. Clients send
+/// `IAC IP IAC DM` before `ABOR`.
+fn strip_telnet(line: Vec<u8>) -> Vec<u8> {
+    if !line.contains(&IAC) {
+        return line;
+    }
+    let mut out = Vec::with_capacity(line.len());
+    let mut i = 0;
+    while i < line.len() {
+        if line[i] != IAC {
+            out.push(line[i]);
+            i += 1;
+            continue;
+        }
+        match line.get(i + 1) {
+            Some(&IAC) => {
+                out.push(IAC);
+                i += 2;
+            }
+            Some(&(WILL..=DONT)) => i += 3,
+            _ => i += 2,
+        }
+    }
+    out
+}
+
+/// Writes replies.
+pub struct ReplyWriter {
+    inner: ControlWrite,
+}
+
+impl ReplyWriter {
+    pub fn new(inner: ControlWrite) -> Self {
+        ReplyWriter { inner }
+    }
+
+    /// Sends a reply. A client that stops reading must not pin the session
+    /// forever, so the write gives up after `limit`.
+    pub async fn send(&mut self, reply: &Reply, limit: Duration) -> io::Result<()> {
+        let write = async {
+            self.inner.write_all(reply.to_wire().as_bytes()).await?;
+            self.inner.flush().await
+        };
+        match tokio::time::timeout(limit, write).await {
+            Ok(result) => result,
+            Err(_) => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "client does not read replies",
+            )),
+        }
+    }
+
+    pub async fn shutdown(&mut self) {
+        let _ = self.inner.shutdown().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reader(input: &'static [u8], max: usize) -> LineReader {
+        LineReader::new(Box::new(input), max)
+    }
+
+    fn cmd(s: &str) -> Line {
+        Line::Command(s.as_bytes().to_vec())
+    }
+
+    #[tokio::test]
+    async fn crlf_and_bare_lf() {
+        let mut r = reader(b"USER a\r\nPASS b\nNOOP", 100);
+        assert_eq!(r.next_line().await.unwrap(), cmd("USER a"));
+        assert_eq!(r.next_line().await.unwrap(), cmd("PASS b"));
+        // An unterminated last line is dropped at EOF.
+        assert_eq!(r.next_line().await.unwrap(), Line::Closed);
+    }
+
+    #[tokio::test]
+    async fn cr_alone_ends_a_line() {
+        let mut r = reader(b"ABOR\rSTAT\r\nNOOP\r\r\nPWD\n", 100);
+        assert_eq!(r.next_line().await.unwrap(), cmd("ABOR"));
+        assert_eq!(r.next_line().await.unwrap(), cmd("STAT"));
+        assert_eq!(r.next_line().await.unwrap(), cmd("NOOP"));
+        assert_eq!(r.next_line().await.unwrap(), cmd(""));
+        assert_eq!(r.next_line().await.unwrap(), cmd("PWD"));
+    }
+
+    #[tokio::test]
+    async fn crlf_split_across_reads() {
+        let (mut client, server) = tokio::io::duplex(64);
+        let mut r = LineReader::new(Box::new(server), 100);
+        client.write_all(b"ABOR\r").await.unwrap();
+        assert_eq!(r.next_line().await.unwrap(), cmd("ABOR"));
+        client.write_all(b"\nNOOP\r\n").await.unwrap();
+        assert_eq!(r.next_line().await.unwrap(), cmd("NOOP"));
+    }
+
+    #[tokio::test]
+    async fn too_long_is_discarded() {
+        let mut input = vec![b'A'; 10_000];
+        input.extend_from_slice(b"\r\nNOOP\r\n");
+        let input: &'static [u8] = Box::leak(input.into_boxed_slice());
+        let mut r = reader(input, 100);
+        assert_eq!(r.next_line().await.unwrap(), Line::TooLong);
+        assert!(r.buf.capacity() < 10_000);
+        assert_eq!(r.next_line().await.unwrap(), cmd("NOOP"));
+    }
+
+    #[tokio::test]
+    async fn slightly_too_long_in_one_read() {
+        let mut r = reader(b"0123456789012345678901234\r\nNOOP\r\n", 20);
+        assert_eq!(r.next_line().await.unwrap(), Line::TooLong);
+        assert_eq!(r.next_line().await.unwrap(), cmd("NOOP"));
+    }
+
+    #[tokio::test]
+    async fn telnet_sequences_removed() {
+        let mut r = reader(b"\xff\xf4\xff\xf2ABOR\r\nA\xff\xffB\xff\xfb\x01C\r\n", 100);
+        assert_eq!(r.next_line().await.unwrap(), cmd("ABOR"));
+        assert_eq!(
+            r.next_line().await.unwrap(),
+            Line::Command(b"A\xffBC".to_vec())
+        );
+    }
+}

@@ -1,0 +1,137 @@
+//! The FTP protocol: the protocol interpreter (control connection) and the data
+//! transfer process. Talks only to the [`crate::backend`] traits and
+//! [`crate::site`]; never sees wasmtime.
+//!
+//! Module map:
+//! - [`session`]: one connection's state and its command loop.
+//! - [`commands`]: the command table and one file per FTP command.
+//! - [`reply`]: reply codes, the wire format, the error → reply table.
+//! - [`control`]: reading command lines, writing replies.
+//! - [`dtp`]: data connections and transfers.
+//! - [`path`]: client paths, normalization, confinement to the home.
+//! - [`listing`]: LIST / MLSD / MLST formats and timestamps.
+//! - [`ascii`]: TYPE A line-ending conversion.
+//!
+//! Design notes live in `docs/protocol.md`.
+
+pub mod ascii;
+pub mod commands;
+pub mod control;
+pub mod dtp;
+pub mod listing;
+pub mod path;
+pub mod reply;
+pub mod session;
+
+#[cfg(test)]
+mod tests;
+
+use std::net::{IpAddr, SocketAddr};
+use std::ops::RangeInclusive;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tracing::{error, info};
+
+use crate::site::{Site, SiteDirectory};
+use control::{LineReader, ReplyWriter};
+use reply::{Reply, ReplyCode};
+use session::Session;
+
+/// Protocol settings shared by all sessions of a server.
+#[derive(Debug, Clone)]
+pub struct SessionSettings {
+    /// No command for this long closes the session with `421`.
+    pub idle_timeout: Duration,
+    /// Limit for a data connection to open, and for a stalled transfer.
+    pub data_timeout: Duration,
+    /// Passive ports, unless the site has its own range.
+    pub passive_ports: RangeInclusive<u16>,
+    /// Address advertised in PASV replies (behind NAT); `None` uses the control
+    /// connection's local address.
+    pub passive_address: Option<IpAddr>,
+    /// Allow PORT/EPRT to another host or a port below 1024 (FTP bounce, RFC 2577).
+    pub allow_foreign_data: bool,
+    /// Longest command line accepted; longer lines get `500` and are discarded.
+    pub max_line_length: usize,
+    /// Pause after each failed login, to slow down password guessing.
+    pub login_failure_delay: Duration,
+    /// Failed logins after which the connection is closed with `421`.
+    pub max_login_failures: u32,
+}
+
+impl Default for SessionSettings {
+    fn default() -> Self {
+        SessionSettings {
+            idle_timeout: Duration::from_secs(600),
+            data_timeout: Duration::from_secs(10),
+            passive_ports: 49152..=65534,
+            passive_address: None,
+            allow_foreign_data: false,
+            max_line_length: 16384,
+            login_failure_delay: Duration::from_secs(1),
+            max_login_failures: 3,
+        }
+    }
+}
+
+/// An accepted control connection, handed over by the server.
+pub struct Connection {
+    pub stream: tokio::net::TcpStream,
+    pub peer: SocketAddr,
+    pub local: SocketAddr,
+    /// Preselected site (dedicated listener or default site); `None` means the
+    /// client must pick one with HOST or `USER name@site` before login.
+    pub site: Option<Arc<Site>>,
+    pub sites: Arc<dyn SiteDirectory>,
+    pub settings: Arc<SessionSettings>,
+}
+
+/// Greets the client (`220` + the site's banner) and runs the session until it
+/// ends. Never panics: the session runs in its own task, and a panic there is
+/// logged, not propagated.
+pub async fn serve_connection(conn: Connection) {
+    let peer = conn.peer;
+    let task = tokio::spawn(serve(conn));
+    if let Err(err) = task.await {
+        error!(%peer, %err, "session task failed");
+    }
+}
+
+async fn serve(conn: Connection) {
+    // Without TCP_NODELAY each reply after a data transfer waits for the
+    // delayed ACK (~40 ms) before it leaves.
+    let _ = conn.stream.set_nodelay(true);
+    // Clients (Python's ftplib among them) send ABOR with MSG_OOB. Without
+    // SO_OOBINLINE the kernel removes the urgent byte, the final LF, from the
+    // stream and ABOR merges with the next command (RFC 6093 asks for this).
+    let _ = socket2::SockRef::from(&conn.stream).set_out_of_band_inline(true);
+    info!(peer = %conn.peer, site = conn.site.as_ref().map(|s| s.name.as_str()).unwrap_or(""), "session opened");
+    let (read, write) = conn.stream.into_split();
+    let reader = LineReader::new(Box::new(read), conn.settings.max_line_length);
+    let mut writer = ReplyWriter::new(Box::new(write));
+    if writer
+        .send(&greeting(conn.site.as_deref()), conn.settings.idle_timeout)
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let session = Session::new(conn.settings, conn.peer, conn.local, conn.site, conn.sites);
+    session::run(session, reader, writer).await;
+}
+
+/// The `220` greeting (also the reply to HOST and REIN): the site's banner,
+/// one reply line per banner line.
+pub fn greeting(site: Option<&Site>) -> Reply {
+    let lines: Vec<String> = match site {
+        Some(site) if !site.banner.trim().is_empty() => {
+            site.banner.lines().map(str::to_string).collect()
+        }
+        _ => vec!["wasmftpd ready".to_string()],
+    };
+    Reply::multi(ReplyCode::ServiceReady, lines)
+}
+
+#[cfg(test)]
+mod test_support;

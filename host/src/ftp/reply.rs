@@ -1,0 +1,308 @@
+//! Replies: the reply codes we use, how a reply goes on the wire, and the one
+//! table that turns backend errors into replies. Nothing else in the protocol
+//! formats a reply line or picks a code for an error.
+
+use std::fmt::Write as _;
+
+use crate::backend::{AuthError, ErrorKind, StorageError};
+
+/// The reply codes this server sends (RFC 959 section 4.2 unless noted).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplyCode {
+    /// 150: file status okay; about to open the data connection.
+    FileStatusOk = 150,
+    /// 200: command okay.
+    CommandOk = 200,
+    /// 202: command not needed here (ACCT, ALLO).
+    Superfluous = 202,
+    /// 211: system status or FEAT list (RFC 2389).
+    SystemStatus = 211,
+    /// 213: file status (SIZE, MDTM, MFMT, STAT path).
+    FileStatus = 213,
+    /// 214: help message.
+    Help = 214,
+    /// 215: system type.
+    SystemType = 215,
+    /// 220: service ready (greeting, REIN, HOST).
+    ServiceReady = 220,
+    /// 221: closing the control connection (QUIT).
+    Closing = 221,
+    /// 225: data connection open, no transfer in progress (ABOR with nothing to abort).
+    DataOpenNoTransfer = 225,
+    /// 226: transfer complete / data connection closed.
+    ClosingDataConnection = 226,
+    /// 227: entering passive mode.
+    EnteringPassive = 227,
+    /// 229: entering extended passive mode (RFC 2428).
+    EnteringExtendedPassive = 229,
+    /// 230: user logged in.
+    LoggedIn = 230,
+    /// 250: requested file action completed.
+    FileActionOk = 250,
+    /// 257: pathname (PWD, MKD).
+    PathCreated = 257,
+    /// 331: user name okay, need password.
+    NeedPassword = 331,
+    /// 350: pending further information (REST, RNFR).
+    PendingFurtherInfo = 350,
+    /// 421: service not available, closing the control connection.
+    ServiceNotAvailable = 421,
+    /// 425: can't open the data connection.
+    CantOpenDataConnection = 425,
+    /// 426: connection closed; transfer aborted.
+    TransferAborted = 426,
+    /// 450: file unavailable (busy); try again later.
+    FileUnavailable = 450,
+    /// 451: local error in processing.
+    LocalError = 451,
+    /// 452: insufficient storage space.
+    InsufficientStorage = 452,
+    /// 500: syntax error, command unrecognized (or line too long).
+    SyntaxError = 500,
+    /// 501: syntax error in parameters or arguments.
+    ArgumentError = 501,
+    /// 502: command not implemented.
+    NotImplemented = 502,
+    /// 503: bad sequence of commands.
+    BadSequence = 503,
+    /// 504: command not implemented for that parameter.
+    ParameterNotImplemented = 504,
+    /// 522: network protocol not supported (RFC 2428).
+    UnsupportedNetworkProtocol = 522,
+    /// 530: not logged in.
+    NotLoggedIn = 530,
+    /// 550: file unavailable (not found, no access, wrong kind).
+    FileNotAvailable = 550,
+    /// 552: exceeded storage allocation (during a transfer).
+    ExceededStorage = 552,
+    /// 553: file name not allowed.
+    FileNameNotAllowed = 553,
+}
+
+impl ReplyCode {
+    pub fn number(self) -> u16 {
+        self as u16
+    }
+}
+
+/// One reply, possibly multi-line, possibly followed by another (ABOR sends
+/// `426` then `226`), possibly closing the control connection afterwards.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub code: ReplyCode,
+    /// The text lines; more than one makes a multi-line reply.
+    pub lines: Vec<String>,
+    /// Close the control connection once this reply is sent.
+    pub close: bool,
+    /// A reply sent right after this one.
+    pub then: Option<Box<Reply>>,
+}
+
+impl Reply {
+    pub fn new(code: ReplyCode, text: impl Into<String>) -> Self {
+        Reply {
+            code,
+            lines: vec![text.into()],
+            close: false,
+            then: None,
+        }
+    }
+
+    /// A multi-line reply: the first and last lines carry the code.
+    pub fn multi(code: ReplyCode, lines: Vec<String>) -> Self {
+        Reply {
+            code,
+            lines,
+            close: false,
+            then: None,
+        }
+    }
+
+    pub fn and_close(mut self) -> Self {
+        self.close = true;
+        self
+    }
+
+    /// Appends `next` to the end of the chain.
+    pub fn followed_by(mut self, next: Reply) -> Self {
+        match self.then {
+            Some(then) => self.then = Some(Box::new(then.followed_by(next))),
+            None => self.then = Some(Box::new(next)),
+        }
+        self
+    }
+
+    /// Whether any reply in the chain closes the connection.
+    pub fn closes(&self) -> bool {
+        self.close || self.then.as_ref().is_some_and(|t| t.closes())
+    }
+
+    /// The wire form of the whole chain.
+    pub fn to_wire(&self) -> String {
+        let mut out = String::new();
+        let mut next = Some(self);
+        while let Some(reply) = next {
+            reply.write_one(&mut out);
+            next = reply.then.as_deref();
+        }
+        out
+    }
+
+    fn write_one(&self, out: &mut String) {
+        let code = self.code.number();
+        let last = self.lines.len().saturating_sub(1);
+        for (i, line) in self.lines.iter().enumerate() {
+            let line = clean(line);
+            if self.lines.len() == 1 {
+                let _ = write!(out, "{code} {line}\r\n");
+            } else if i == 0 {
+                let _ = write!(out, "{code}-{line}\r\n");
+            } else if i == last {
+                let _ = write!(out, "{code} {line}\r\n");
+            } else if line.starts_with(|c: char| c.is_ascii_digit()) {
+                // A middle line starting with digits could be read as the end of
+                // the reply (RFC 959 section 4.2); indent it.
+                let _ = write!(out, " {line}\r\n");
+            } else {
+                let _ = write!(out, "{line}\r\n");
+            }
+        }
+        if self.lines.is_empty() {
+            let _ = write!(out, "{code} \r\n");
+        }
+    }
+}
+
+/// Reply text never contains a line break: it would end the reply early.
+fn clean(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.contains(['\r', '\n']) {
+        text.replace(['\r', '\n'], " ").into()
+    } else {
+        text.into()
+    }
+}
+
+/// Where an error happened: during a data transfer a full disk is `552`,
+/// otherwise `452` (RFC 959).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorContext {
+    Command,
+    Transfer,
+}
+
+/// The one mapping from storage errors to replies.
+pub fn storage_error(err: &StorageError, context: ErrorContext) -> Reply {
+    let (code, default) = match err.kind {
+        ErrorKind::NotFound => (ReplyCode::FileNotAvailable, "No such file or directory"),
+        ErrorKind::PermissionDenied => (ReplyCode::FileNotAvailable, "Permission denied"),
+        ErrorKind::AlreadyExists => (ReplyCode::FileNotAvailable, "File exists"),
+        ErrorKind::NotADirectory => (ReplyCode::FileNotAvailable, "Not a directory"),
+        ErrorKind::IsADirectory => (ReplyCode::FileNotAvailable, "Is a directory"),
+        ErrorKind::NotEmpty => (ReplyCode::FileNotAvailable, "Directory not empty"),
+        ErrorKind::InvalidName => (ReplyCode::FileNameNotAllowed, "File name not allowed"),
+        ErrorKind::NoSpace => match context {
+            ErrorContext::Transfer => (ReplyCode::ExceededStorage, "No space left"),
+            ErrorContext::Command => (ReplyCode::InsufficientStorage, "No space left"),
+        },
+        ErrorKind::Unsupported => (ReplyCode::NotImplemented, "Not supported by this storage"),
+        ErrorKind::Unavailable => (
+            ReplyCode::FileUnavailable,
+            "Storage unavailable, try again later",
+        ),
+        ErrorKind::Io => (ReplyCode::LocalError, "Local error in processing"),
+        ErrorKind::PluginFailed => (ReplyCode::LocalError, "Local error in processing"),
+    };
+    let text = match &err.message {
+        Some(message) if !message.is_empty() => format!("{default}: {message}"),
+        _ => default.to_string(),
+    };
+    Reply::new(code, text)
+}
+
+/// The one mapping from login failures to replies. Whether the connection is
+/// closed is decided here too.
+pub fn auth_error(err: &AuthError) -> Reply {
+    match err {
+        AuthError::BadCredentials(_) => Reply::new(ReplyCode::NotLoggedIn, "Login incorrect"),
+        AuthError::Disabled(_) => Reply::new(ReplyCode::NotLoggedIn, "Login incorrect"),
+        AuthError::Unavailable(_) => Reply::new(
+            ReplyCode::ServiceNotAvailable,
+            "Authentication service unavailable",
+        )
+        .and_close(),
+        AuthError::PluginFailed(_) => {
+            Reply::new(ReplyCode::LocalError, "Local error in processing")
+        }
+    }
+}
+
+/// Formats a path for a `257` reply: quoted, with embedded quotes doubled
+/// (RFC 959 appendix II).
+pub fn quote_path(path: &str) -> String {
+    format!("\"{}\"", path.replace('"', "\"\""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn single_line() {
+        assert_eq!(
+            Reply::new(ReplyCode::CommandOk, "ok").to_wire(),
+            "200 ok\r\n"
+        );
+    }
+
+    #[test]
+    fn multi_line_indents_digit_lines() {
+        let reply = Reply::multi(
+            ReplyCode::SystemStatus,
+            vec!["a".into(), "211 x".into(), "end".into()],
+        );
+        assert_eq!(reply.to_wire(), "211-a\r\n 211 x\r\n211 end\r\n");
+    }
+
+    #[test]
+    fn chained_and_cleaned() {
+        let reply = Reply::new(ReplyCode::TransferAborted, "cut\r\nhere")
+            .followed_by(Reply::new(ReplyCode::ClosingDataConnection, "done"));
+        assert_eq!(reply.to_wire(), "426 cut  here\r\n226 done\r\n");
+        assert!(!reply.closes());
+        assert!(reply.and_close().closes());
+    }
+
+    #[test]
+    fn error_table() {
+        let code = |kind, ctx| storage_error(&StorageError::new(kind), ctx).code.number();
+        assert_eq!(code(ErrorKind::NotFound, ErrorContext::Command), 550);
+        assert_eq!(code(ErrorKind::NotEmpty, ErrorContext::Command), 550);
+        assert_eq!(code(ErrorKind::InvalidName, ErrorContext::Command), 553);
+        assert_eq!(code(ErrorKind::NoSpace, ErrorContext::Command), 452);
+        assert_eq!(code(ErrorKind::NoSpace, ErrorContext::Transfer), 552);
+        assert_eq!(code(ErrorKind::Unsupported, ErrorContext::Command), 502);
+        assert_eq!(code(ErrorKind::Unavailable, ErrorContext::Command), 450);
+        assert_eq!(code(ErrorKind::Io, ErrorContext::Transfer), 451);
+        assert_eq!(code(ErrorKind::PluginFailed, ErrorContext::Command), 451);
+        let with_msg = storage_error(
+            &StorageError::with_message(ErrorKind::NotFound, "gone"),
+            ErrorContext::Command,
+        );
+        assert_eq!(
+            with_msg.lines,
+            vec!["No such file or directory: gone".to_string()]
+        );
+        assert!(auth_error(&AuthError::Unavailable(None)).close);
+        assert_eq!(
+            auth_error(&AuthError::PluginFailed("x".into()))
+                .code
+                .number(),
+            451
+        );
+    }
+
+    #[test]
+    fn quoting() {
+        assert_eq!(quote_path("/a\"b"), "\"/a\"\"b\"");
+    }
+}

@@ -1,0 +1,419 @@
+//! One control connection: its state, and the loop that reads commands, runs
+//! them through the command table and writes their replies, while at most one
+//! data transfer runs beside it as a task the session owns.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use tokio::task::JoinHandle;
+use tracing::{debug, info, warn};
+
+use super::SessionSettings;
+use super::commands::{self, Access};
+use super::control::{Line, LineReader, ReplyWriter};
+use super::dtp::{self, DataEndpoint, Job};
+use super::listing::MlstFacts;
+use super::path;
+use super::reply::{ErrorContext, Reply, ReplyCode, storage_error};
+use crate::backend::{Account, Permissions, Storage, StorageError};
+use crate::site::{Site, SiteDirectory};
+
+/// What a handler produces: `Ok` and `Err` are both sent to the client; `Err`
+/// lets handlers bail out with `?`.
+pub type HandlerResult = Result<Reply, Reply>;
+
+/// Login progress (RFC 959's UNAUTH → INAUTH → AUTHED; RENAMING lives inside
+/// [`LoggedIn`] because it keeps everything a logged-in session has).
+pub enum State {
+    /// UNAUTH: waiting for USER.
+    NeedUser,
+    /// INAUTH: USER given, waiting for PASS.
+    NeedPass { user: String, site: Arc<Site> },
+    /// AUTHED (and RENAMING while `rename_from` is set).
+    LoggedIn(LoggedIn),
+}
+
+/// Everything that exists only after login.
+pub struct LoggedIn {
+    pub account: Account,
+    /// The account's home, normalized; prefix of every storage path.
+    pub home: String,
+    pub storage: Arc<dyn Storage>,
+    /// Client path of the working directory (`/` is the home).
+    pub cwd: String,
+    /// RENAMING: the storage path given to RNFR, consumed by RNTO.
+    pub rename_from: Option<String>,
+}
+
+/// Representation type (RFC 959 section 3.1.1); only A(SCII) and I(mage).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransferType {
+    Ascii,
+    Image,
+}
+
+/// A data transfer running beside the control connection.
+pub struct RunningTransfer {
+    pub handle: JoinHandle<Reply>,
+    /// Bytes moved so far, for STAT.
+    pub progress: Arc<AtomicU64>,
+    /// The command and path, for STAT and logs.
+    pub what: String,
+    pub started: Instant,
+}
+
+/// A path argument resolved for one command.
+pub struct Target {
+    /// Normalized client path (`/` is the home).
+    pub client: String,
+    /// The same path in the storage's namespace.
+    pub storage: String,
+    pub fs: Arc<dyn Storage>,
+}
+
+/// The state of one control connection.
+pub struct Session {
+    pub settings: Arc<SessionSettings>,
+    pub peer: SocketAddr,
+    pub local: SocketAddr,
+    pub sites: Arc<dyn SiteDirectory>,
+    /// The site chosen when the connection was accepted; REIN returns to it.
+    pub initial_site: Option<Arc<Site>>,
+    /// The site this session talks to, once known.
+    pub site: Option<Arc<Site>>,
+    /// HOST picked the site, so `USER name@x` is a plain user name.
+    pub host_selected: bool,
+    pub state: State,
+    pub transfer_type: TransferType,
+    /// Where the next transfer's data connection comes from (PASV/EPSV/PORT/EPRT).
+    pub data: Option<DataEndpoint>,
+    /// After `EPSV ALL` only EPSV may set up data connections (RFC 2428 section 4).
+    pub epsv_all: bool,
+    /// Pending REST offset for the next RETR/STOR/APPE.
+    pub rest: u64,
+    /// Facts MLSD/MLST show (OPTS MLST).
+    pub mlst_facts: MlstFacts,
+    pub login_failures: u32,
+    pub transfer: Option<RunningTransfer>,
+}
+
+impl Session {
+    pub fn new(
+        settings: Arc<SessionSettings>,
+        peer: SocketAddr,
+        local: SocketAddr,
+        site: Option<Arc<Site>>,
+        sites: Arc<dyn SiteDirectory>,
+    ) -> Self {
+        Session {
+            settings,
+            peer,
+            local,
+            sites,
+            initial_site: site.clone(),
+            site,
+            host_selected: false,
+            state: State::NeedUser,
+            transfer_type: TransferType::Ascii,
+            data: None,
+            epsv_all: false,
+            rest: 0,
+            mlst_facts: MlstFacts::default(),
+            login_failures: 0,
+            transfer: None,
+        }
+    }
+
+    pub fn logged_in(&self) -> Option<&LoggedIn> {
+        match &self.state {
+            State::LoggedIn(user) => Some(user),
+            _ => None,
+        }
+    }
+
+    pub fn logged_in_mut(&mut self) -> Option<&mut LoggedIn> {
+        match &mut self.state {
+            State::LoggedIn(user) => Some(user),
+            _ => None,
+        }
+    }
+
+    /// The logged-in part, or `530` (the command table already checks login, so
+    /// this only guards against a table mistake).
+    pub fn user(&self) -> Result<&LoggedIn, Reply> {
+        self.logged_in().ok_or_else(not_logged_in)
+    }
+
+    pub fn user_mut(&mut self) -> Result<&mut LoggedIn, Reply> {
+        self.logged_in_mut().ok_or_else(not_logged_in)
+    }
+
+    /// Checks `needs` against the account, then resolves `arg` against the
+    /// working directory: the only way commands get a storage path.
+    pub fn target(&self, arg: &str, needs: Permissions) -> Result<Target, Reply> {
+        let user = self.user()?;
+        if !user.account.permissions.contains(needs) {
+            return Err(permission_denied());
+        }
+        let client = path::resolve(&user.cwd, arg)
+            .map_err(|_| Reply::new(ReplyCode::FileNameNotAllowed, "File name not allowed"))?;
+        let storage = path::to_storage(&user.home, &client);
+        Ok(Target {
+            client,
+            storage,
+            fs: user.storage.clone(),
+        })
+    }
+
+    pub fn has_permission(&self, needs: Permissions) -> bool {
+        self.logged_in()
+            .is_some_and(|u| u.account.permissions.contains(needs))
+    }
+
+    /// Refuses a transfer command early when no data connection was set up, so
+    /// STOR never truncates a file it then cannot fill.
+    pub fn require_data_endpoint(&self) -> Result<(), Reply> {
+        if self.data.is_none() {
+            return Err(Reply::new(
+                ReplyCode::CantOpenDataConnection,
+                "Use PORT, EPRT, PASV or EPSV first",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Starts `job` on the prepared data connection and returns the `150`
+    /// preliminary reply; the final reply comes from the task when it ends.
+    pub fn start_transfer(&mut self, job: Job, what: String, preliminary: &str) -> HandlerResult {
+        let endpoint = self.data.take().ok_or_else(|| {
+            Reply::new(
+                ReplyCode::CantOpenDataConnection,
+                "Use PORT, EPRT, PASV or EPSV first",
+            )
+        })?;
+        let progress = Arc::new(AtomicU64::new(0));
+        let ctx = dtp::DataContext {
+            control_peer: self.peer.ip(),
+            local_ip: self.local.ip(),
+            timeout: self.settings.data_timeout,
+            progress: progress.clone(),
+            what: what.clone(),
+        };
+        let handle = tokio::spawn(dtp::run(endpoint, job, ctx));
+        self.transfer = Some(RunningTransfer {
+            handle,
+            progress,
+            what,
+            started: Instant::now(),
+        });
+        Ok(Reply::new(ReplyCode::FileStatusOk, preliminary))
+    }
+
+    /// Waits for the running transfer, if any, and returns its final reply.
+    pub async fn finish_transfer(&mut self) -> Option<Reply> {
+        let transfer = self.transfer.take()?;
+        Some(join_reply(transfer.handle.await))
+    }
+
+    /// Cuts the running transfer. Returns whether one was still running.
+    pub async fn abort_transfer(&mut self) -> Option<Result<Reply, ()>> {
+        let transfer = self.transfer.take()?;
+        if transfer.handle.is_finished() {
+            return Some(Ok(join_reply(transfer.handle.await)));
+        }
+        transfer.handle.abort();
+        // Wait until the task is gone so its writer and sockets are dropped
+        // before we report the abort.
+        let _ = transfer.handle.await;
+        info!(what = %transfer.what, bytes = transfer.progress.load(Ordering::Relaxed), "transfer aborted");
+        Some(Err(()))
+    }
+
+    pub fn storage_error(&self, err: &StorageError) -> Reply {
+        storage_error(err, ErrorContext::Command)
+    }
+
+    pub fn client_ip(&self) -> IpAddr {
+        self.peer.ip()
+    }
+}
+
+fn join_reply(result: Result<Reply, tokio::task::JoinError>) -> Reply {
+    result.unwrap_or_else(|err| {
+        warn!(%err, "transfer task failed");
+        Reply::new(ReplyCode::LocalError, "Local error in processing")
+    })
+}
+
+pub fn not_logged_in() -> Reply {
+    Reply::new(ReplyCode::NotLoggedIn, "Please login with USER and PASS")
+}
+
+pub fn permission_denied() -> Reply {
+    Reply::new(ReplyCode::FileNotAvailable, "Permission denied")
+}
+
+/// Extension for `?` on storage results inside handlers.
+pub trait OrReply<T> {
+    fn or_reply(self) -> Result<T, Reply>;
+}
+
+impl<T> OrReply<T> for Result<T, StorageError> {
+    fn or_reply(self) -> Result<T, Reply> {
+        self.map_err(|err| storage_error(&err, ErrorContext::Command))
+    }
+}
+
+enum Event {
+    Line(std::io::Result<Line>),
+    TransferDone(Reply),
+    Idle,
+}
+
+/// Runs the session until QUIT, a closing reply, idle timeout or disconnect.
+pub async fn run(mut session: Session, mut reader: LineReader, mut writer: ReplyWriter) {
+    loop {
+        let event = match session.transfer.as_mut() {
+            Some(transfer) => tokio::select! {
+                line = reader.next_line() => Event::Line(line),
+                done = &mut transfer.handle => Event::TransferDone(join_reply(done)),
+            },
+            None => match tokio::time::timeout(session.settings.idle_timeout, reader.next_line())
+                .await
+            {
+                Ok(line) => Event::Line(line),
+                Err(_) => Event::Idle,
+            },
+        };
+        let reply = match event {
+            Event::TransferDone(reply) => {
+                session.transfer = None;
+                reply
+            }
+            Event::Idle => {
+                info!(peer = %session.peer, "idle timeout");
+                Reply::new(
+                    ReplyCode::ServiceNotAvailable,
+                    "Timeout, closing control connection",
+                )
+                .and_close()
+            }
+            Event::Line(Err(err)) => {
+                debug!(peer = %session.peer, %err, "control connection error");
+                break;
+            }
+            Event::Line(Ok(Line::Closed)) => break,
+            Event::Line(Ok(Line::TooLong)) => {
+                Reply::new(ReplyCode::SyntaxError, "Command line too long")
+            }
+            Event::Line(Ok(Line::Command(bytes))) => {
+                match execute(&mut session, &mut writer, &bytes).await {
+                    Some(reply) => reply,
+                    None => break,
+                }
+            }
+        };
+        if writer
+            .send(&reply, session.settings.idle_timeout)
+            .await
+            .is_err()
+            || reply.closes()
+        {
+            break;
+        }
+    }
+    if let Some(transfer) = session.transfer.take() {
+        // The client is gone: nobody would read the transfer's reply.
+        transfer.handle.abort();
+        let _ = transfer.handle.await;
+    }
+    writer.shutdown().await;
+    let user = session
+        .logged_in()
+        .map(|u| u.account.user.clone())
+        .unwrap_or_default();
+    info!(peer = %session.peer, user, "session closed");
+}
+
+/// Parses and runs one command line. `None` means the control connection
+/// failed while writing an earlier reply.
+async fn execute(session: &mut Session, writer: &mut ReplyWriter, bytes: &[u8]) -> Option<Reply> {
+    let Ok(line) = std::str::from_utf8(bytes) else {
+        return Some(Reply::new(
+            ReplyCode::ArgumentError,
+            "Command line is not valid UTF-8",
+        ));
+    };
+    let (verb, arg) = split_command(line);
+    let verb = verb.to_ascii_uppercase();
+    if verb == "PASS" {
+        debug!(peer = %session.peer, "> PASS ****");
+    } else {
+        debug!(peer = %session.peer, "> {verb} {arg}");
+    }
+    if let Some(command) = commands::lookup(&verb)
+        && !command.during_transfer
+        && let Some(reply) = session.finish_transfer().await
+        && writer
+            .send(&reply, session.settings.idle_timeout)
+            .await
+            .is_err()
+    {
+        return None;
+    }
+    let reply = dispatch(session, &verb, arg).await;
+    debug!(peer = %session.peer, "< {}", reply.code.number());
+    Some(reply)
+}
+
+/// Runs one command through the table: login check, argument check, the
+/// RENAMING rule, then the handler. Does not wait for a running transfer.
+pub async fn dispatch(session: &mut Session, verb: &str, arg: &str) -> Reply {
+    let command = commands::lookup(verb);
+    if command.is_none_or(|c| c.verb != "RNTO")
+        && let Some(user) = session.logged_in_mut()
+    {
+        // Any command but RNTO ends RENAMING.
+        user.rename_from = None;
+    }
+    let Some(command) = command else {
+        return Reply::new(
+            ReplyCode::SyntaxError,
+            format!("Unknown command {}", verb.escape_debug()),
+        );
+    };
+    if command.access == Access::LoggedIn && session.logged_in().is_none() {
+        return not_logged_in();
+    }
+    if command.needs_arg && arg.trim().is_empty() {
+        return Reply::new(
+            ReplyCode::ArgumentError,
+            format!("{verb} needs an argument"),
+        );
+    }
+    (command.handler)(session, arg)
+        .await
+        .unwrap_or_else(|reply| reply)
+}
+
+/// Splits `VERB arg`: the argument is everything after the first space, kept
+/// as-is because file names may start or end with spaces.
+pub fn split_command(line: &str) -> (&str, &str) {
+    match line.split_once(' ') {
+        Some((verb, arg)) => (verb, arg),
+        None => (line, ""),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split() {
+        assert_eq!(split_command("RETR  a b "), ("RETR", " a b "));
+        assert_eq!(split_command("PWD"), ("PWD", ""));
+    }
+}

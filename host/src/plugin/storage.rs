@@ -1,0 +1,567 @@
+//! [`StorageProvider`] on top of a storage plugin.
+//!
+//! Each session has its own instance, created on its first call and kept for
+//! the session. Calls into it are serialized by an async mutex: a chunked
+//! transfer and the control connection take turns. While a call runs, the
+//! instance is moved out of its slot and only put back when the call returns
+//! normally, so a call that traps, hits a limit, or whose future is dropped
+//! half-way (ABOR, a closed connection) simply leaves the slot empty, and the
+//! next call makes a fresh instance.
+//!
+//! File data takes one of two paths:
+//! - stream: the plugin returns a `wasi:io` stream (from `read-via-stream` /
+//!   `write-via-stream`); we take it out of the instance's resource table and
+//!   pump it natively, without entering wasm again;
+//! - chunks: the plugin returns a `reader`/`writer` resource and every chunk is
+//!   a call into the instance.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use tokio::sync::{Mutex, MutexGuard};
+use wasmtime::Store;
+use wasmtime::component::ResourceAny;
+use wasmtime_wasi::p2::{DynInputStream, DynOutputStream, StreamError};
+
+use super::bindings::auth::wasmftpd::plugin::types as wit;
+use super::bindings::storage::exports::wasmftpd::plugin::storage as api;
+use super::bindings::storage::{StoragePlugin, StoragePluginPre};
+use super::engine::Loaded;
+use super::instance::{HostState, PluginContext};
+use crate::backend::{
+    Account, DirEntry, EntryKind, ErrorKind, FileReader, FileWriter, Metadata, Storage,
+    StorageError, StorageProvider, StorageResult, WriteMode,
+};
+
+pub(super) struct WasmStorageProvider {
+    plugin: Arc<SitePlugin>,
+}
+
+/// A site's storage plugin, ready to instantiate.
+struct SitePlugin {
+    context: Arc<PluginContext>,
+    pre: StoragePluginPre<HostState>,
+}
+
+impl WasmStorageProvider {
+    pub fn new(loaded: Loaded) -> anyhow::Result<Self> {
+        let pre = StoragePluginPre::new(loaded.pre)?;
+        Ok(WasmStorageProvider {
+            plugin: Arc::new(SitePlugin {
+                context: loaded.context,
+                pre,
+            }),
+        })
+    }
+}
+
+impl StorageProvider for WasmStorageProvider {
+    fn open_session(&self, _account: &Account) -> Arc<dyn Storage> {
+        Arc::new(WasmStorage {
+            session: Arc::new(Session::new(self.plugin.clone())),
+        })
+    }
+}
+
+/// One session's instance, and what is needed to replace it.
+struct Session {
+    plugin: Arc<SitePlugin>,
+    slot: Mutex<Slot>,
+    /// Guest resources (readers, writers) whose host handle was dropped outside
+    /// a call, e.g. an aborted transfer. Released at the start of the next call,
+    /// since releasing runs guest code and needs the instance.
+    orphans: std::sync::Mutex<Vec<(u64, ResourceAny)>>,
+}
+
+struct Slot {
+    live: Option<Live>,
+    /// Incremented for every new instance, so a resource from a dropped instance
+    /// is never used with its successor.
+    generation: u64,
+}
+
+struct Live {
+    store: Store<HostState>,
+    plugin: StoragePlugin,
+    generation: u64,
+}
+
+/// A call in progress: holds the session's lock and the instance taken out of
+/// its slot. [`Call::finish`] puts the instance back if the call went well;
+/// dropping a `Call` any other way discards the instance.
+struct Call<'a> {
+    slot: MutexGuard<'a, Slot>,
+    live: Live,
+    context: &'a PluginContext,
+}
+
+impl Session {
+    fn new(plugin: Arc<SitePlugin>) -> Self {
+        Session {
+            plugin,
+            slot: Mutex::new(Slot {
+                live: None,
+                generation: 0,
+            }),
+            orphans: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Starts a call: waits for the instance, creating it if needed, releases
+    /// orphaned resources, and arms the call deadline.
+    async fn begin(&self) -> StorageResult<Call<'_>> {
+        let context = &*self.plugin.context;
+        let mut slot = self.slot.lock().await;
+        let live = match slot.live.take() {
+            Some(live) => live,
+            None => {
+                slot.generation += 1;
+                self.instantiate(slot.generation).await?
+            }
+        };
+        let mut call = Call {
+            slot,
+            live,
+            context,
+        };
+        let orphans = std::mem::take(&mut *lock(&self.orphans));
+        for (generation, resource) in orphans {
+            // Resources of an earlier instance died with it.
+            if generation == call.live.generation {
+                context.arm(&mut call.live.store);
+                let dropped = resource.resource_drop_async(&mut call.live.store).await;
+                if let Err(e) = dropped {
+                    return Err(plugin_failed(context.describe_failure("drop resource", e)));
+                }
+            }
+        }
+        context.arm(&mut call.live.store);
+        Ok(call)
+    }
+
+    async fn instantiate(&self, generation: u64) -> StorageResult<Live> {
+        let context = &*self.plugin.context;
+        let failed = |e: anyhow::Error| plugin_failed(context.describe_failure("instantiate", e));
+        let mut store = context.new_store().map_err(failed)?;
+        context.arm(&mut store);
+        let plugin = self
+            .plugin
+            .pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(|e| failed(e.into()))?;
+        Ok(Live {
+            store,
+            plugin,
+            generation,
+        })
+    }
+
+    fn orphan(&self, generation: u64, resource: ResourceAny) {
+        lock(&self.orphans).push((generation, resource));
+    }
+}
+
+impl Call<'_> {
+    fn parts(&mut self) -> (&mut Store<HostState>, &api::Guest) {
+        (
+            &mut self.live.store,
+            self.live.plugin.wasmftpd_plugin_storage(),
+        )
+    }
+
+    fn generation(&self) -> u64 {
+        self.live.generation
+    }
+
+    /// Ends the call: on success the instance goes back to its slot; on a trap
+    /// or limit it is dropped here and the call fails with `PluginFailed`.
+    fn finish<T>(mut self, what: &str, result: wasmtime::Result<T>) -> StorageResult<T> {
+        match result {
+            Ok(value) => {
+                self.slot.live = Some(self.live);
+                Ok(value)
+            }
+            Err(e) => Err(plugin_failed(self.context.describe_failure(what, e))),
+        }
+    }
+}
+
+/// A poisoned orphan list only means a panic elsewhere while pushing; the list
+/// itself is still fine to use.
+fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+struct WasmStorage {
+    session: Arc<Session>,
+}
+
+#[async_trait]
+impl Storage for WasmStorage {
+    async fn stat(&self, path: &str) -> StorageResult<Metadata> {
+        let mut call = self.session.begin().await?;
+        let (store, api) = call.parts();
+        let result = api.call_stat(store, path).await;
+        call.finish("stat", result)?
+            .map(metadata)
+            .map_err(storage_error)
+    }
+
+    async fn list_dir(&self, path: &str) -> StorageResult<Vec<DirEntry>> {
+        let mut call = self.session.begin().await?;
+        let (store, api) = call.parts();
+        let result = api.call_list_dir(store, path).await;
+        let entries = call.finish("list-dir", result)?.map_err(storage_error)?;
+        Ok(entries
+            .into_iter()
+            .map(|e| DirEntry {
+                name: e.name,
+                metadata: metadata(e.metadata),
+            })
+            .collect())
+    }
+
+    async fn open_read(&self, path: &str, offset: u64) -> StorageResult<Box<dyn FileReader>> {
+        let mut call = self.session.begin().await?;
+        let generation = call.generation();
+        let (store, api) = call.parts();
+        let result = api
+            .call_open_read(&mut *store, path, offset)
+            .await
+            .and_then(|answer| {
+                Ok(match answer {
+                    // Taken out of the table now: from here on the host owns it and
+                    // no longer needs the instance to move the bytes.
+                    Ok(api::ReadSource::Stream(stream)) => {
+                        Ok(Source::Stream(store.data_mut().table().delete(stream)?))
+                    }
+                    Ok(api::ReadSource::Chunks(reader)) => Ok(Source::Chunks(reader)),
+                    Err(e) => Err(e),
+                })
+            });
+        let source = call.finish("open-read", result)?.map_err(storage_error)?;
+        Ok(match source {
+            Source::Stream(stream) => Box::new(StreamReader { stream }),
+            Source::Chunks(resource) => Box::new(ChunkReader {
+                session: self.session.clone(),
+                resource: Some(resource),
+                generation,
+            }),
+        })
+    }
+
+    async fn open_write(&self, path: &str, mode: WriteMode) -> StorageResult<Box<dyn FileWriter>> {
+        let mode = match mode {
+            WriteMode::Truncate => api::WriteMode::Truncate,
+            WriteMode::Append => api::WriteMode::Append,
+            WriteMode::Offset(offset) => api::WriteMode::Offset(offset),
+        };
+        let mut call = self.session.begin().await?;
+        let generation = call.generation();
+        let (store, api) = call.parts();
+        let result = api
+            .call_open_write(&mut *store, path, mode)
+            .await
+            .and_then(|answer| {
+                Ok(match answer {
+                    Ok(api::WriteSink::Stream(stream)) => {
+                        Ok(Sink::Stream(store.data_mut().table().delete(stream)?))
+                    }
+                    Ok(api::WriteSink::Chunks(writer)) => Ok(Sink::Chunks(writer)),
+                    Err(e) => Err(e),
+                })
+            });
+        let sink = call.finish("open-write", result)?.map_err(storage_error)?;
+        Ok(match sink {
+            Sink::Stream(stream) => Box::new(StreamWriter { stream }),
+            Sink::Chunks(resource) => Box::new(ChunkWriter {
+                session: self.session.clone(),
+                resource: Some(resource),
+                generation,
+            }),
+        })
+    }
+
+    async fn make_dir(&self, path: &str) -> StorageResult<()> {
+        let mut call = self.session.begin().await?;
+        let (store, api) = call.parts();
+        let result = api.call_make_dir(store, path).await;
+        call.finish("make-dir", result)?.map_err(storage_error)
+    }
+
+    async fn remove_dir(&self, path: &str) -> StorageResult<()> {
+        let mut call = self.session.begin().await?;
+        let (store, api) = call.parts();
+        let result = api.call_remove_dir(store, path).await;
+        call.finish("remove-dir", result)?.map_err(storage_error)
+    }
+
+    async fn delete(&self, path: &str) -> StorageResult<()> {
+        let mut call = self.session.begin().await?;
+        let (store, api) = call.parts();
+        let result = api.call_delete(store, path).await;
+        call.finish("delete", result)?.map_err(storage_error)
+    }
+
+    async fn rename(&self, from: &str, to: &str) -> StorageResult<()> {
+        let mut call = self.session.begin().await?;
+        let (store, api) = call.parts();
+        let result = api.call_rename(store, from, to).await;
+        call.finish("rename", result)?.map_err(storage_error)
+    }
+
+    async fn set_modified(&self, path: &str, time: SystemTime) -> StorageResult<()> {
+        let time = timestamp(time);
+        let mut call = self.session.begin().await?;
+        let (store, api) = call.parts();
+        let result = api.call_set_modified(store, path, time).await;
+        call.finish("set-modified", result)?.map_err(storage_error)
+    }
+}
+
+enum Source {
+    Stream(DynInputStream),
+    Chunks(ResourceAny),
+}
+
+enum Sink {
+    Stream(DynOutputStream),
+    Chunks(ResourceAny),
+}
+
+/// Reads a plugin's `wasi:io` input stream natively.
+struct StreamReader {
+    stream: DynInputStream,
+}
+
+#[async_trait]
+impl FileReader for StreamReader {
+    async fn read(&mut self, max: usize) -> StorageResult<Bytes> {
+        // wasmtime-wasi file streams return at most 64 KiB per read; asking for
+        // 0 would look like end of file to our caller.
+        match self.stream.blocking_read(max.max(1)).await {
+            Ok(bytes) => Ok(bytes),
+            Err(StreamError::Closed) => Ok(Bytes::new()),
+            Err(e) => Err(stream_error(e)),
+        }
+    }
+}
+
+/// Writes to a plugin's `wasi:io` output stream natively.
+struct StreamWriter {
+    stream: DynOutputStream,
+}
+
+#[async_trait]
+impl FileWriter for StreamWriter {
+    async fn write(&mut self, data: Bytes) -> StorageResult<()> {
+        self.stream
+            .blocking_write_and_flush(data)
+            .await
+            .map_err(stream_error)
+    }
+
+    async fn finish(self: Box<Self>) -> StorageResult<()> {
+        // Every write was flushed already; dropping the stream closes it.
+        Ok(())
+    }
+}
+
+/// Reads through the plugin's `reader` resource, one call per chunk.
+struct ChunkReader {
+    session: Arc<Session>,
+    /// `None` once released (end of file or failure).
+    resource: Option<ResourceAny>,
+    generation: u64,
+}
+
+#[async_trait]
+impl FileReader for ChunkReader {
+    async fn read(&mut self, max: usize) -> StorageResult<Bytes> {
+        let Some(resource) = self.resource else {
+            return Ok(Bytes::new());
+        };
+        let call = self.session.begin().await?;
+        let mut call = same_instance(call, self.generation, &mut self.resource)?;
+        let (store, api) = call.parts();
+        let max = u32::try_from(max).unwrap_or(u32::MAX);
+        let mut result = api.reader().call_read(&mut *store, resource, max).await;
+        if matches!(&result, Ok(Ok(data)) if data.is_empty()) {
+            // End of file: release the guest's reader now rather than at drop.
+            self.resource = None;
+            if let Err(e) = resource.resource_drop_async(&mut *store).await {
+                result = Err(e);
+            }
+        }
+        let data = call.finish("read", result)?.map_err(storage_error)?;
+        Ok(Bytes::from(data))
+    }
+}
+
+impl Drop for ChunkReader {
+    fn drop(&mut self) {
+        if let Some(resource) = self.resource.take() {
+            self.session.orphan(self.generation, resource);
+        }
+    }
+}
+
+/// Writes through the plugin's `writer` resource, one call per chunk.
+struct ChunkWriter {
+    session: Arc<Session>,
+    resource: Option<ResourceAny>,
+    generation: u64,
+}
+
+#[async_trait]
+impl FileWriter for ChunkWriter {
+    async fn write(&mut self, data: Bytes) -> StorageResult<()> {
+        let Some(resource) = self.resource else {
+            return Err(StorageError::with_message(
+                ErrorKind::Io,
+                "upload already finished",
+            ));
+        };
+        let call = self.session.begin().await?;
+        let mut call = same_instance(call, self.generation, &mut self.resource)?;
+        let (store, api) = call.parts();
+        let result = api.writer().call_write(store, resource, &data).await;
+        call.finish("write", result)?.map_err(storage_error)
+    }
+
+    async fn finish(mut self: Box<Self>) -> StorageResult<()> {
+        let Some(resource) = self.resource else {
+            return Ok(());
+        };
+        let call = self.session.begin().await?;
+        let mut call = same_instance(call, self.generation, &mut self.resource)?;
+        self.resource = None;
+        let (store, api) = call.parts();
+        let mut result = api.writer().call_finish(&mut *store, resource).await;
+        if let Err(e) = resource.resource_drop_async(&mut *store).await {
+            result = Err(e);
+        }
+        call.finish("finish", result)?.map_err(storage_error)
+    }
+}
+
+impl Drop for ChunkWriter {
+    fn drop(&mut self) {
+        if let Some(resource) = self.resource.take() {
+            self.session.orphan(self.generation, resource);
+        }
+    }
+}
+
+/// A chunked transfer belongs to the instance that opened it. If that instance
+/// failed since, the transfer fails too (its guest state is gone).
+fn same_instance<'a>(
+    call: Call<'a>,
+    generation: u64,
+    resource: &mut Option<ResourceAny>,
+) -> StorageResult<Call<'a>> {
+    if call.generation() == generation {
+        return Ok(call);
+    }
+    // The resource died with its instance: nothing to release.
+    *resource = None;
+    call.finish("transfer", Ok(()))?;
+    Err(plugin_failed(
+        "plugin instance serving this transfer failed earlier".into(),
+    ))
+}
+
+fn plugin_failed(message: String) -> StorageError {
+    StorageError::with_message(ErrorKind::PluginFailed, message)
+}
+
+fn storage_error(e: wit::Error) -> StorageError {
+    let kind = match e.code {
+        wit::ErrorCode::NotFound => ErrorKind::NotFound,
+        wit::ErrorCode::PermissionDenied => ErrorKind::PermissionDenied,
+        wit::ErrorCode::AlreadyExists => ErrorKind::AlreadyExists,
+        wit::ErrorCode::NotADirectory => ErrorKind::NotADirectory,
+        wit::ErrorCode::IsADirectory => ErrorKind::IsADirectory,
+        wit::ErrorCode::NotEmpty => ErrorKind::NotEmpty,
+        wit::ErrorCode::InvalidName => ErrorKind::InvalidName,
+        wit::ErrorCode::NoSpace => ErrorKind::NoSpace,
+        wit::ErrorCode::Unsupported => ErrorKind::Unsupported,
+        wit::ErrorCode::Unavailable => ErrorKind::Unavailable,
+        wit::ErrorCode::Io => ErrorKind::Io,
+    };
+    StorageError {
+        kind,
+        message: e.message,
+    }
+}
+
+/// Errors of a natively pumped stream: the file system's own (a full disk is
+/// `NoSpace`), or a trap, which only a broken stream implementation raises.
+fn stream_error(e: StreamError) -> StorageError {
+    match e {
+        StreamError::Closed => StorageError::with_message(ErrorKind::Io, "stream closed"),
+        StreamError::LastOperationFailed(e) => {
+            let e = anyhow::Error::from(e);
+            let kind = match e.downcast_ref::<std::io::Error>().map(std::io::Error::kind) {
+                Some(std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded) => {
+                    ErrorKind::NoSpace
+                }
+                _ => ErrorKind::Io,
+            };
+            StorageError::with_message(kind, e.to_string())
+        }
+        StreamError::Trap(e) => plugin_failed(format!("stream failed: {}", anyhow::Error::from(e))),
+    }
+}
+
+fn metadata(m: wit::Metadata) -> Metadata {
+    Metadata {
+        kind: match m.kind {
+            wit::EntryKind::File => EntryKind::File,
+            wit::EntryKind::Directory => EntryKind::Directory,
+            wit::EntryKind::Symlink => EntryKind::Symlink,
+            wit::EntryKind::Other => EntryKind::Other,
+        },
+        size: m.size,
+        modified: m.modified.and_then(system_time),
+        readonly: m.readonly,
+    }
+}
+
+/// A plugin's timestamp as a `SystemTime`; `None` when it is out of range.
+fn system_time(t: wit::Timestamp) -> Option<SystemTime> {
+    let nanos = Duration::from_nanos(u64::from(t.nanoseconds.min(999_999_999)));
+    if t.seconds >= 0 {
+        UNIX_EPOCH
+            .checked_add(Duration::from_secs(t.seconds.unsigned_abs()))?
+            .checked_add(nanos)
+    } else {
+        UNIX_EPOCH
+            .checked_sub(Duration::from_secs(t.seconds.unsigned_abs()))?
+            .checked_add(nanos)
+    }
+}
+
+fn timestamp(time: SystemTime) -> wit::Timestamp {
+    match time.duration_since(UNIX_EPOCH) {
+        Ok(after) => wit::Timestamp {
+            seconds: i64::try_from(after.as_secs()).unwrap_or(i64::MAX),
+            nanoseconds: after.subsec_nanos(),
+        },
+        Err(before) => {
+            // Round down to whole seconds before 1970, then add the nanoseconds.
+            let before = before.duration();
+            let whole = before.as_secs() + u64::from(before.subsec_nanos() > 0);
+            let nanos = (1_000_000_000 - before.subsec_nanos()) % 1_000_000_000;
+            wit::Timestamp {
+                seconds: -i64::try_from(whole).unwrap_or(i64::MAX),
+                nanoseconds: nanos,
+            }
+        }
+    }
+}

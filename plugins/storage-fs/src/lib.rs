@@ -1,0 +1,400 @@
+//! `storage-fs`: serves a directory the site grants (a WASI preopen) as `/`.
+//!
+//! Configuration (the site's `storage.config`, through `wasi:config/store`):
+//!
+//! | key | meaning |
+//! |---|---|
+//! | `root` | guest path of the preopen to serve (default: the first preopen) |
+//! | `data_path` | `stream` (default): hand the host `wasi:io` streams from `read-via-stream`/`write-via-stream` so bytes move natively; `chunks`: move them through this plugin's `reader`/`writer` resources (portable path, kept for tests and benchmarks) |
+//!
+//! Confinement comes from the runtime: every path is resolved relative to the
+//! preopened descriptor, which refuses `..` escapes, absolute paths and symlinks
+//! that lead outside. We check paths again anyway (cheap, and a clearer error).
+
+wit_bindgen::generate!({
+    path: "../../wit",
+    inline: "
+        package wasmftpd:storage-fs;
+
+        world storage-fs {
+            include wasmftpd:plugin/storage-plugin@0.1.0;
+            import wasi:filesystem/types@0.2.12;
+            import wasi:filesystem/preopens@0.2.12;
+        }
+    ",
+    world: "wasmftpd:storage-fs/storage-fs",
+    generate_all,
+});
+
+use std::cell::{Cell, OnceCell};
+
+use exports::wasmftpd::plugin::storage::{
+    Guest, GuestReader, GuestWriter, ReadSource, Reader, WriteMode, WriteSink, Writer,
+};
+use wasi::config::store;
+use wasi::filesystem::preopens;
+use wasi::filesystem::types::{
+    Datetime, Descriptor, DescriptorFlags, DescriptorStat, DescriptorType, ErrorCode as FsCode,
+    NewTimestamp, OpenFlags, PathFlags,
+};
+use wasmftpd::plugin::types::{DirEntry, EntryKind, Error, ErrorCode, Metadata, Timestamp};
+
+struct StorageFs;
+
+export!(StorageFs);
+
+/// What an instance learns from its config and preopens on first use. One
+/// instance serves one session, so this lives as long as the session.
+struct Root {
+    dir: Descriptor,
+    chunks: bool,
+}
+
+thread_local! {
+    static ROOT: OnceCell<Root> = const { OnceCell::new() };
+}
+
+/// Runs `f` with the served directory, finding it on first use.
+fn with_root<T>(f: impl FnOnce(&Root) -> Result<T, Error>) -> Result<T, Error> {
+    ROOT.with(|cell| {
+        if cell.get().is_none() {
+            let root = find_root()?;
+            // Cannot fail: we just checked the cell is empty and wasm is single-threaded.
+            let _ = cell.set(root);
+        }
+        match cell.get() {
+            Some(root) => f(root),
+            None => Err(unavailable("storage root not initialised")),
+        }
+    })
+}
+
+fn find_root() -> Result<Root, Error> {
+    let config = |key: &str| {
+        store::get(key).map_err(|e| {
+            let (store::Error::Upstream(m) | store::Error::Io(m)) = e;
+            unavailable(&format!("cannot read config key {key}: {m}"))
+        })
+    };
+    let wanted = config("root")?;
+    let chunks = match config("data_path")?.as_deref() {
+        None | Some("stream") => false,
+        Some("chunks") => true,
+        Some(other) => {
+            eprintln!("error: data_path must be `stream` or `chunks`, not `{other}`");
+            return Err(unavailable("storage misconfigured; see the server log"));
+        }
+    };
+    let mut preopens = preopens::get_directories();
+    let index = match &wanted {
+        Some(name) => preopens.iter().position(|(_, guest)| guest == name),
+        None => (!preopens.is_empty()).then_some(0),
+    };
+    let Some(index) = index else {
+        match wanted {
+            Some(name) => {
+                eprintln!("error: no granted directory is named `{name}` (config key root)")
+            }
+            None => eprintln!("error: the site grants this plugin no directory"),
+        }
+        return Err(unavailable("storage misconfigured; see the server log"));
+    };
+    let (dir, _) = preopens.swap_remove(index);
+    Ok(Root { dir, chunks })
+}
+
+/// Turns an absolute virtual path into one relative to the root (`.` for `/`).
+/// The host has normalized it already; anything odd is refused, not repaired.
+fn relative(path: &str) -> Result<&str, Error> {
+    let Some(rest) = path.strip_prefix('/') else {
+        return Err(error(ErrorCode::InvalidName, "path must be absolute"));
+    };
+    if rest.is_empty() {
+        return Ok(".");
+    }
+    let bad = |s: &str| s.is_empty() || s == "." || s == ".." || s.contains('\0');
+    if rest.split('/').any(bad) {
+        return Err(error(ErrorCode::InvalidName, "path is not normalized"));
+    }
+    Ok(rest)
+}
+
+fn error(code: ErrorCode, message: &str) -> Error {
+    Error {
+        code,
+        message: Some(message.into()),
+    }
+}
+
+fn unavailable(message: &str) -> Error {
+    error(ErrorCode::Unavailable, message)
+}
+
+/// Maps a WASI filesystem error to ours. Only `io` carries a message, since the
+/// other codes already say everything a client should see.
+fn fs_error(code: FsCode) -> Error {
+    let ours = match code {
+        FsCode::NoEntry => ErrorCode::NotFound,
+        FsCode::Access | FsCode::NotPermitted | FsCode::ReadOnly => ErrorCode::PermissionDenied,
+        FsCode::Exist => ErrorCode::AlreadyExists,
+        FsCode::NotDirectory => ErrorCode::NotADirectory,
+        FsCode::IsDirectory => ErrorCode::IsADirectory,
+        FsCode::NotEmpty => ErrorCode::NotEmpty,
+        FsCode::NameTooLong | FsCode::IllegalByteSequence | FsCode::Invalid => {
+            ErrorCode::InvalidName
+        }
+        FsCode::InsufficientSpace | FsCode::Quota | FsCode::FileTooLarge => ErrorCode::NoSpace,
+        FsCode::Unsupported => ErrorCode::Unsupported,
+        FsCode::Busy | FsCode::WouldBlock | FsCode::Interrupted | FsCode::TextFileBusy => {
+            ErrorCode::Unavailable
+        }
+        other => {
+            return Error {
+                code: ErrorCode::Io,
+                message: Some(format!("{other:?}")),
+            };
+        }
+    };
+    Error {
+        code: ours,
+        message: None,
+    }
+}
+
+fn metadata(stat: &DescriptorStat) -> Metadata {
+    let kind = match stat.type_ {
+        DescriptorType::RegularFile => EntryKind::File,
+        DescriptorType::Directory => EntryKind::Directory,
+        DescriptorType::SymbolicLink => EntryKind::Symlink,
+        _ => EntryKind::Other,
+    };
+    Metadata {
+        kind,
+        size: stat.size,
+        modified: stat.data_modification_timestamp.map(|t| Timestamp {
+            // Seconds since 1970 fit an i64 for the next 292 billion years.
+            seconds: i64::try_from(t.seconds).unwrap_or(i64::MAX),
+            nanoseconds: t.nanoseconds,
+        }),
+        // WASI p2 does not expose permission bits; the preopen's own rights
+        // are enforced on write anyway.
+        readonly: false,
+    }
+}
+
+impl Guest for StorageFs {
+    type Reader = ChunkReader;
+    type Writer = ChunkWriter;
+
+    fn stat(path: String) -> Result<Metadata, Error> {
+        let rel = relative(&path)?;
+        with_root(|root| {
+            let stat = root
+                .dir
+                .stat_at(PathFlags::SYMLINK_FOLLOW, rel)
+                .map_err(fs_error)?;
+            Ok(metadata(&stat))
+        })
+    }
+
+    fn list_dir(path: String) -> Result<Vec<DirEntry>, Error> {
+        let rel = relative(&path)?;
+        with_root(|root| {
+            let dir = root
+                .dir
+                .open_at(
+                    PathFlags::SYMLINK_FOLLOW,
+                    rel,
+                    OpenFlags::DIRECTORY,
+                    DescriptorFlags::READ,
+                )
+                .map_err(fs_error)?;
+            let entries = dir.read_directory().map_err(fs_error)?;
+            let mut out = Vec::new();
+            while let Some(entry) = entries.read_directory_entry().map_err(fs_error)? {
+                // Show what a symlink points to when that is reachable (as
+                // `ls -l` users expect of an FTP listing); a link that dangles
+                // or leads outside the root is listed as a link.
+                let stat = if entry.type_ == DescriptorType::SymbolicLink {
+                    dir.stat_at(PathFlags::SYMLINK_FOLLOW, &entry.name)
+                        .or_else(|_| dir.stat_at(PathFlags::empty(), &entry.name))
+                } else {
+                    dir.stat_at(PathFlags::empty(), &entry.name)
+                };
+                match stat {
+                    Ok(stat) => out.push(DirEntry {
+                        name: entry.name,
+                        metadata: metadata(&stat),
+                    }),
+                    // Removed between readdir and stat: it is simply gone.
+                    Err(FsCode::NoEntry) => {}
+                    Err(e) => return Err(fs_error(e)),
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    fn open_read(path: String, offset: u64) -> Result<ReadSource, Error> {
+        let rel = relative(&path)?;
+        with_root(|root| {
+            let file = root
+                .dir
+                .open_at(
+                    PathFlags::SYMLINK_FOLLOW,
+                    rel,
+                    OpenFlags::empty(),
+                    DescriptorFlags::READ,
+                )
+                .map_err(fs_error)?;
+            match file.get_type().map_err(fs_error)? {
+                DescriptorType::RegularFile => {}
+                DescriptorType::Directory => return Err(fs_error(FsCode::IsDirectory)),
+                _ => return Err(error(ErrorCode::PermissionDenied, "not a regular file")),
+            }
+            if root.chunks {
+                Ok(ReadSource::Chunks(Reader::new(ChunkReader {
+                    file,
+                    position: Cell::new(offset),
+                })))
+            } else {
+                // The stream keeps the file open after `file` is dropped here.
+                Ok(ReadSource::Stream(
+                    file.read_via_stream(offset).map_err(fs_error)?,
+                ))
+            }
+        })
+    }
+
+    fn open_write(path: String, mode: WriteMode) -> Result<WriteSink, Error> {
+        let rel = relative(&path)?;
+        with_root(|root| {
+            let open = match mode {
+                WriteMode::Truncate => OpenFlags::CREATE | OpenFlags::TRUNCATE,
+                WriteMode::Append | WriteMode::Offset(_) => OpenFlags::CREATE,
+            };
+            let file = root
+                .dir
+                .open_at(PathFlags::SYMLINK_FOLLOW, rel, open, DescriptorFlags::WRITE)
+                .map_err(fs_error)?;
+            if file.get_type().map_err(fs_error)? != DescriptorType::RegularFile {
+                return Err(error(ErrorCode::PermissionDenied, "not a regular file"));
+            }
+            if root.chunks {
+                let position = match mode {
+                    WriteMode::Truncate => 0,
+                    WriteMode::Offset(offset) => offset,
+                    // One writer per file is the FTP norm, so the size at open
+                    // is where appending starts.
+                    WriteMode::Append => file.stat().map_err(fs_error)?.size,
+                };
+                return Ok(WriteSink::Chunks(Writer::new(ChunkWriter {
+                    file,
+                    position: Cell::new(position),
+                })));
+            }
+            let stream = match mode {
+                WriteMode::Truncate => file.write_via_stream(0),
+                WriteMode::Offset(offset) => file.write_via_stream(offset),
+                WriteMode::Append => file.append_via_stream(),
+            };
+            Ok(WriteSink::Stream(stream.map_err(fs_error)?))
+        })
+    }
+
+    fn make_dir(path: String) -> Result<(), Error> {
+        let rel = relative(&path)?;
+        with_root(|root| root.dir.create_directory_at(rel).map_err(fs_error))
+    }
+
+    fn remove_dir(path: String) -> Result<(), Error> {
+        let rel = relative(&path)?;
+        with_root(|root| root.dir.remove_directory_at(rel).map_err(fs_error))
+    }
+
+    fn delete(path: String) -> Result<(), Error> {
+        let rel = relative(&path)?;
+        with_root(|root| root.dir.unlink_file_at(rel).map_err(fs_error))
+    }
+
+    fn rename(source: String, target: String) -> Result<(), Error> {
+        let (from, to) = (relative(&source)?, relative(&target)?);
+        with_root(|root| root.dir.rename_at(from, &root.dir, to).map_err(fs_error))
+    }
+
+    fn set_modified(path: String, time: Timestamp) -> Result<(), Error> {
+        let rel = relative(&path)?;
+        let Ok(seconds) = u64::try_from(time.seconds) else {
+            return Err(error(
+                ErrorCode::Unsupported,
+                "times before 1970 are not supported",
+            ));
+        };
+        let mtime = NewTimestamp::Timestamp(Datetime {
+            seconds,
+            nanoseconds: time.nanoseconds,
+        });
+        with_root(|root| {
+            root.dir
+                .set_times_at(
+                    PathFlags::SYMLINK_FOLLOW,
+                    rel,
+                    NewTimestamp::NoChange,
+                    mtime,
+                )
+                .map_err(fs_error)
+        })
+    }
+}
+
+/// Largest chunk we hand back, whatever the host asks: bounds this instance's
+/// memory use per call.
+const MAX_CHUNK: u32 = 4 << 20;
+
+/// The portable read path: each `read` is one positioned `descriptor.read`.
+struct ChunkReader {
+    file: Descriptor,
+    /// A `Cell` because resource methods take `&self`.
+    position: Cell<u64>,
+}
+
+impl GuestReader for ChunkReader {
+    fn read(&self, max: u32) -> Result<Vec<u8>, Error> {
+        let position = self.position.get();
+        let (data, _eof) = self
+            .file
+            .read(u64::from(max.min(MAX_CHUNK)), position)
+            .map_err(fs_error)?;
+        self.position.set(position + data.len() as u64);
+        Ok(data)
+    }
+}
+
+/// The portable write path: each `write` is one positioned `descriptor.write`.
+struct ChunkWriter {
+    file: Descriptor,
+    /// A `Cell` because resource methods take `&self`.
+    position: Cell<u64>,
+}
+
+impl GuestWriter for ChunkWriter {
+    fn write(&self, data: Vec<u8>) -> Result<(), Error> {
+        let mut rest = &data[..];
+        while !rest.is_empty() {
+            let position = self.position.get();
+            let n = self.file.write(rest, position).map_err(fs_error)?;
+            if n == 0 {
+                return Err(error(ErrorCode::Io, "short write"));
+            }
+            self.position.set(position + n);
+            rest = &rest[usize::try_from(n).unwrap_or(rest.len()).min(rest.len())..];
+        }
+        Ok(())
+    }
+
+    fn finish(&self) -> Result<(), Error> {
+        // Durability is the filesystem's business (no fsync per upload, as
+        // other FTP servers do); every write has reached the file already.
+        Ok(())
+    }
+}
