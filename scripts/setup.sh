@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the build and the tests need, skipping what is already there:
-# the wasm32-wasip2 Rust target, curl and lftp (Debian), pytest (PyPI).
+# the wasm32-wasip2 Rust target, curl, lftp and openssl (Debian), pytest (PyPI), and
+# the example plugins' toolchains (examples/plugins/toolchains.sh).
 set -euo pipefail
 
 if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2; then
@@ -9,7 +10,7 @@ if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2; then
 fi
 
 missing=()
-for tool in curl lftp; do
+for tool in curl lftp openssl; do
   command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -24,3 +25,6 @@ if ! python3 -c 'import pytest' >/dev/null 2>&1; then
   echo "setup: installing pytest"
   python3 -m pip install -q pytest
 fi
+
+# Toolchains for the example plugins in Python, JavaScript and C (versions pinned there).
+bash "$(dirname "$0")/../examples/plugins/toolchains.sh"

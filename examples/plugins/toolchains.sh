@@ -30,8 +30,11 @@ if ! wit-bindgen --version 2>/dev/null | grep -q '^wit-bindgen-cli 0\.61\.1'; th
 fi
 
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
-  echo "toolchains: node and npm are needed for the JavaScript plugins" >&2
-  exit 1
+  echo "toolchains: installing nodejs and npm (Debian)"
+  sudo_cmd=""
+  [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq nodejs npm >/dev/null
 fi
 js="$here/javascript"
 if [ ! -f "$js/node_modules/@bytecodealliance/componentize-js/package.json" ] ||

@@ -1,0 +1,342 @@
+"""Plugins in every language we ship, held to the contract.
+
+- The conformance kit (`wasmftpd plugin test`) runs its storage battery against
+  every shipped storage plugin (Rust storage-fs, C storage-dir, Python
+  storage-quota) and its auth battery against every auth plugin (Rust
+  auth-static, Python auth-passwd, JavaScript auth-rules). A plugin that breaks
+  the contract fails here.
+- The kit itself fails a plugin that misbehaves.
+- End to end: a site served by the Python auth plugin and the C storage plugin,
+  and one by the JavaScript auth plugin and the quota-limited Python storage,
+  driven by ftplib.
+
+The example plugins are built by `examples/plugins/build.sh` once per session
+(skipped when their sources are unchanged). Compiled components are cached in
+the e2e cache shared with the servers, so only the first run pays for compiling
+the large Python and JavaScript components.
+"""
+
+import ftplib
+import io
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import BINARY, CACHE, REPO, SERVER_DEFAULTS, password_hash, start_server, toml_str
+
+EXAMPLES = REPO / "target" / "example-plugins"
+
+
+@pytest.fixture(scope="session")
+def plugins():
+    """The directory holding the built example plugins."""
+    subprocess.run(
+        ["bash", str(REPO / "examples" / "plugins" / "build.sh"), str(EXAMPLES)],
+        check=True,
+        timeout=1800,
+    )
+    return EXAMPLES
+
+
+def kit(*args, command="test", timeout=900):
+    env = dict(os.environ)
+    env["XDG_CACHE_HOME"] = str(CACHE)
+    env.setdefault("RUST_LOG", "warn")
+    return subprocess.run(
+        [str(BINARY), "plugin", command, *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+    )
+
+
+def summary(proc):
+    lines = proc.stdout.strip().splitlines()
+    m = re.fullmatch(r"(\d+) passed, (\d+) failed", lines[-1]) if lines else None
+    assert m, f"no summary line:\n{proc.stdout}\n{proc.stderr}"
+    return int(m.group(1)), int(m.group(2))
+
+
+def assert_all_pass(proc):
+    passed, failed = summary(proc)
+    failures = "\n".join(line for line in proc.stdout.splitlines() if line.startswith("FAIL"))
+    assert failed == 0 and proc.returncode == 0, f"{failures}\n{proc.stderr[-3000:]}"
+    return passed
+
+
+def sha_crypt(password, scheme):
+    """A `$6$` or `$5$` hash made by openssl, as an administrator would."""
+    flag = {"sha512": "-6", "sha256": "-5"}[scheme]
+    out = subprocess.run(["openssl", "passwd", flag, "-stdin"], input=password + "\n",
+                         capture_output=True, text=True, check=True)
+    return out.stdout.strip()
+
+
+# ---- storage: the battery for every shipped storage plugin -------------------
+
+STORAGE = {
+    "rust-storage-fs": ["builtin:storage-fs"],
+    "rust-storage-fs-chunks": ["builtin:storage-fs", "--config", "data_path=chunks"],
+    "c-storage-dir": ["storage-dir.wasm"],
+    "python-storage-quota": ["storage-quota.wasm"],
+    "python-storage-quota-limited": ["storage-quota.wasm", "--config", "quota=64MiB"],
+}
+
+
+def plugin_path(plugins, name):
+    return name if name.startswith("builtin:") else plugins / name
+
+
+@pytest.mark.parametrize("case", STORAGE.values(), ids=STORAGE.keys())
+def test_storage_plugin_passes_the_battery(plugins, case):
+    name, *extra = case
+    passed = assert_all_pass(kit("--storage", plugin_path(plugins, name), *extra))
+    assert passed >= 45
+
+
+def test_storage_battery_under_a_subdirectory_root(plugins, tmp_path):
+    """`root` config: the plugin serves one granted directory among others."""
+    (tmp_path / "data").mkdir()
+    (tmp_path / "other").mkdir()
+    for name in ["storage-dir.wasm", "storage-quota.wasm"]:
+        proc = kit("--storage", plugins / name, "--dir", f"/srv={tmp_path / 'data'}",
+                   "--dir", f"/other={tmp_path / 'other'}", "--config", "root=/srv")
+        assert_all_pass(proc)
+    assert list((tmp_path / "other").iterdir()) == []
+
+
+# ---- auth: the battery for every shipped auth plugin ---------------------------
+
+def test_rust_auth_static_passes(plugins):
+    proc = kit(
+        "--auth", "builtin:auth-static",
+        "--config", f"users.alice.password={password_hash('alice pw')}",
+        "--config", "users.alice.home=/alice",
+        "--config", f"users.bob.password={password_hash('bob')}",
+        "--config", "users.bob.disabled=true",
+        "--config", "anonymous=true",
+        "--expect", "alice:alice pw=ok",
+        "--expect", "alice:bob=refused",
+        "--expect", "bob:bob=disabled",
+        "--expect", "anonymous:guest@example.org=open",
+    )
+    assert_all_pass(proc)
+
+
+def test_python_auth_passwd_passes(plugins, tmp_path):
+    users = tmp_path / "users"
+    users.mkdir()
+    (users / "passwd").write_text(
+        "# wasmftpd users\n"
+        f"alice:{sha_crypt('alice pw', 'sha512')}\n"
+        # A line copied from /etc/shadow keeps its other fields.
+        f"bob:{sha_crypt('b:o=b', 'sha256')}:19000:0:99999:7:::\n"
+        f"carol:!{sha_crypt('carol', 'sha512')}\n"
+    )
+    proc = kit(
+        "--auth", plugins / "auth-passwd.wasm",
+        "--dir", f"/={users}",
+        "--config", "home=/home/{user}",
+        "--config", "permissions=read,list",
+        "--expect", "alice:alice pw=ok",
+        "--expect", "bob:b:o=b=ok",
+        "--expect", "carol:carol=disabled",
+        "--expect", "dave:dave=refused",
+    )
+    assert_all_pass(proc)
+    assert "home /home/alice" in proc.stdout
+
+
+def test_python_auth_passwd_without_its_file_is_unavailable(plugins, tmp_path):
+    proc = kit("--auth", plugins / "auth-passwd.wasm", "--dir", f"/={tmp_path}",
+               "--expect", "alice:pw=unavailable")
+    # Every login is unavailable then (421), unknown users included.
+    assert "ok   login alice -> unavailable" in proc.stdout
+    assert "FAIL unknown user -> refused: got unavailable" in proc.stdout
+
+
+def test_javascript_auth_rules_passes(plugins):
+    proc = kit(
+        "--auth", plugins / "auth-rules.wasm",
+        "--config", f"users.dan.password={sha_crypt('dan pw', 'sha256')}",
+        "--config", "users.dan.allow=127.0.0.0/8,::1",
+        "--config", "users.dan.permissions=read-only",
+        "--config", f"users.eve.password={sha_crypt('eve', 'sha256')}",
+        "--config", "users.eve.require_tls=true",
+        "--config", "users.eve.home=/eve",
+        "--expect", "dan:dan pw=ok",
+        "--expect", "dan:dan pw=ok@::1",
+        "--expect", "dan:dan pw=disabled@192.0.2.7",
+        "--expect", "dan:wrong=refused@192.0.2.7",
+        "--expect", "eve:eve=disabled",
+    )
+    assert_all_pass(proc)
+    proc = kit(
+        "--auth", plugins / "auth-rules.wasm", "--tls",
+        "--config", f"users.eve.password={sha_crypt('eve', 'sha256')}",
+        "--config", "users.eve.require_tls=true",
+        "--expect", "eve:eve=ok",
+    )
+    assert_all_pass(proc)
+
+
+# ---- the kit catches plugins that break the contract ---------------------------
+
+def test_kit_fails_a_storage_plugin_that_refuses_writes(plugins):
+    proc = kit("--storage", plugins / "storage-quota.wasm", "--config", "readonly=true")
+    passed, failed = summary(proc)
+    assert failed > 10 and proc.returncode == 1
+    assert "FAIL write+read: small file: open-write" in proc.stdout
+    assert "permission-denied" in proc.stdout
+
+
+def test_kit_reports_no_space_from_a_small_quota(plugins):
+    proc = kit("--storage", plugins / "storage-quota.wasm", "--config", "quota=1MiB")
+    _, failed = summary(proc)
+    assert failed >= 1 and proc.returncode == 1
+    assert re.search(r"FAIL write\+read: 5 MiB.*no-space", proc.stdout)
+
+
+def test_kit_fails_an_auth_plugin_that_accepts_a_wrong_password(plugins):
+    # Everyone is anonymous here, so `ok` (which checks a wrong password is
+    # refused) must fail.
+    proc = kit("--auth", "builtin:auth-static", "--config", "anonymous=true",
+               "--expect", "anonymous:x=ok")
+    _, failed = summary(proc)
+    assert failed == 2 and proc.returncode == 1
+
+
+def test_kit_refuses_a_plugin_of_the_other_world(plugins):
+    proc = kit("--storage", plugins / "auth-rules.wasm")
+    assert proc.returncode == 1
+    assert "not a storage plugin" in proc.stderr
+
+
+# ---- inspect ------------------------------------------------------------------
+
+def test_inspect_shows_world_version_and_imports(plugins):
+    proc = kit(plugins / "storage-dir.wasm", command="inspect")
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "world:    storage-plugin (exports wasmftpd:plugin/storage@0.1.0)" in out
+    assert "contract: wasmftpd:plugin 0.1.0" in out
+    assert re.search(r"wasi:filesystem/preopens@0\.2\.\d+ +lists the directories", out)
+    assert "wasi:config/store@0.2.0-rc.1" in out
+    assert "wasi:sockets" not in out
+
+
+def test_inspect_refuses_a_core_module(tmp_path):
+    core = tmp_path / "core.wasm"
+    core.write_bytes(b"\0asm\x01\0\0\0")
+    proc = kit(core, command="inspect")
+    assert proc.returncode == 1 and "core WebAssembly module" in proc.stderr
+
+
+# ---- end to end: sites served by plugins in other languages ---------------------
+
+def payload(size, seed):
+    out = bytearray()
+    x = seed
+    while len(out) < size:
+        x = (x * 6364136223846793005 + 1442695040888963407) % 2**64
+        out += x.to_bytes(8, "little")
+    return bytes(out[:size])
+
+
+def retr(client, path):
+    buf = io.BytesIO()
+    client.retrbinary(f"RETR {path}", buf.write)
+    return buf.getvalue()
+
+
+def site_config(tmp_path, auth, storage):
+    """A server config with one site `langs`; auth/storage: (plugin, config, dirs)."""
+    out = [SERVER_DEFAULTS, "[site.langs]"]
+    for section, (plugin, config, dirs) in (("auth", auth), ("storage", storage)):
+        out.append(f"[site.langs.{section}]")
+        out.append(f"plugin = {toml_str(str(plugin))}")
+        out.append(f"[site.langs.{section}.config]")
+        out += [f"{toml_str(k)} = {toml_str(v)}" for k, v in config.items()]
+        out.append(f"[site.langs.{section}.dirs]")
+        out += [f"{toml_str(g)} = {toml_str(str(h))}" for g, h in dirs.items()]
+    path = tmp_path / "wasmftpd.toml"
+    path.write_text("\n".join(out) + "\n")
+    return path
+
+
+def test_python_auth_and_c_storage_serve_ftplib(plugins, tmp_path):
+    users = tmp_path / "users"
+    users.mkdir()
+    (users / "passwd").write_text(f"alice:{sha_crypt('wonderland', 'sha512')}\n")
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "hello.txt").write_bytes(b"hello from the host\n")
+    config = site_config(
+        tmp_path,
+        auth=(plugins / "auth-passwd.wasm", {"file": "/passwd"}, {"/": users}),
+        storage=(plugins / "storage-dir.wasm", {}, {"/": root}),
+    )
+    server = start_server(config)
+    try:
+        with pytest.raises(ftplib.error_perm, match="^530"):
+            server.ftp("alice", "wrong")
+        client = server.ftp("alice", "wonderland")
+        assert retr(client, "hello.txt") == b"hello from the host\n"
+
+        data = payload(3 * 1024 * 1024 + 17, seed=5)
+        client.mkd("uploads")
+        client.storbinary("STOR uploads/big file.bin", io.BytesIO(data))
+        assert (root / "uploads" / "big file.bin").read_bytes() == data
+        assert retr(client, "uploads/big file.bin") == data
+        assert client.size("uploads/big file.bin") == len(data)
+
+        client.storbinary("STOR uploads/Grüße.txt", io.BytesIO("ünïcödé\n".encode()))
+        names = sorted(client.nlst("uploads"))
+        assert [n.rsplit("/", 1)[-1] for n in names] == ["Grüße.txt", "big file.bin"]
+        listing = []
+        client.retrlines("LIST uploads", listing.append)
+        assert any(line.endswith("big file.bin") and str(len(data)) in line for line in listing)
+        facts = dict(client.mlsd("uploads"))
+        assert facts["big file.bin"]["type"] == "file"
+
+        client.rename("uploads/Grüße.txt", "uploads/renamed.txt")
+        assert (root / "uploads" / "renamed.txt").exists()
+        client.delete("uploads/renamed.txt")
+        with pytest.raises(ftplib.error_perm, match="^550"):
+            client.rmd("uploads")  # not empty
+        client.delete("uploads/big file.bin")
+        client.rmd("uploads")
+        assert sorted(p.name for p in root.iterdir()) == ["hello.txt"]
+        client.quit()
+    finally:
+        server.stop()
+
+
+def test_javascript_auth_and_python_quota_storage_serve_ftplib(plugins, tmp_path):
+    root = tmp_path / "root"
+    root.mkdir()
+    config = site_config(
+        tmp_path,
+        auth=(plugins / "auth-rules.wasm", {
+            "users.dan.password": sha_crypt("dan pw", "sha256"),
+            "users.dan.allow": "127.0.0.0/8, ::1",
+        }, {}),
+        storage=(plugins / "storage-quota.wasm", {"quota": "1MiB"}, {"/": root}),
+    )
+    server = start_server(config)
+    try:
+        client = server.ftp("dan", "dan pw")
+        small = payload(300_000, seed=9)
+        client.storbinary("STOR small.bin", io.BytesIO(small))
+        assert retr(client, "small.bin") == small
+        # Over the quota: the transfer fails with 552 (no-space during a transfer).
+        with pytest.raises(ftplib.error_perm, match="^552"):
+            client.storbinary("STOR big.bin", io.BytesIO(payload(2 * 1024 * 1024, seed=3)))
+        client.delete("small.bin")
+        client.quit()
+    finally:
+        server.stop()
