@@ -63,8 +63,8 @@ pub struct PluginArgs {
     /// plugin with no `--dir` gets a fresh temporary directory as `/`.
     #[arg(long = "dir", value_name = "GUEST=HOSTDIR", value_parser = key_value)]
     pub dirs: Vec<(String, String)>,
-    /// Per-call deadline, as a site's `call_timeout`.
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = duration)]
+    /// Per-call deadline, as a site's `call_timeout` (the server's default, so passing here means passing there).
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = duration)]
     pub call_timeout: Duration,
     /// Where compiled components are cached (default: the server's cache directory).
     #[arg(long, value_name = "DIR")]
