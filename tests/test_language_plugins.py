@@ -333,6 +333,13 @@ def test_javascript_auth_and_python_quota_storage_serve_ftplib(plugins, tmp_path
         small = payload(300_000, seed=9)
         client.storbinary("STOR small.bin", io.BytesIO(small))
         assert retr(client, "small.bin") == small
+        # A download larger than the plugin's memory limit: its bytes must not
+        # pass through (and stay in) the Python heap.
+        (root / "large.bin").write_bytes(bytes(range(256)) * (80 * 4096))
+        got = [0]
+        client.retrbinary("RETR large.bin", lambda b: got.__setitem__(0, got[0] + len(b)))
+        assert got[0] == 80 * 1024 * 1024
+        (root / "large.bin").unlink()
         # Over the quota: the transfer fails with 552 (no-space during a transfer).
         with pytest.raises(ftplib.error_perm, match="^552"):
             client.storbinary("STOR big.bin", io.BytesIO(payload(2 * 1024 * 1024, seed=3)))

@@ -9,4 +9,5 @@ cd "$here"
 # Each plugin is a directory with an `app` module; the world decides which
 # interface its class implements.
 componentize-py -d "$wit" -w auth-plugin componentize -p auth_passwd app -o "$out/auth-passwd.wasm"
-componentize-py -d "$wit" -w storage-plugin componentize -p storage_quota app -o "$out/storage-quota.wasm"
+componentize-py -d "$wit" -d storage_quota/wit -w wasmftpd-examples:storage-quota/storage-quota \
+  componentize -p storage_quota app -o "$out/storage-quota.wasm"
