@@ -70,6 +70,19 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
                         .map_err(|e| anyhow::anyhow!("login failed: {e}"))?;
                 }
                 let each = started.elapsed() / n;
+                // An empty user is refused before any hashing by the example
+                // plugins: this is the cost of a fresh instance plus one call.
+                let empty = Credentials {
+                    user: String::new(),
+                    password: String::new(),
+                    ..credentials.clone()
+                };
+                let started = Instant::now();
+                for _ in 0..n {
+                    let _ = auth.login(&empty).await;
+                }
+                let bare = started.elapsed() / n;
+                println!("instantiate + refuse an empty user: {}", ms(bare));
                 println!(
                     "login (instantiate + check): {} each, {:.0}/s on one core",
                     ms(each),

@@ -73,7 +73,8 @@ export const auth = {
     const field = (name) => config(`users.${user}.${name}`);
     // A name with a dot would reach into another account's keys.
     const stored = user && !user.includes('.') ? field('password') : undefined;
-    if (credentials.password.length > MAX_PASSWORD) throw refuse('bad-credentials');
+    // No account has an empty name: nothing to time-pad.
+    if (!user || credentials.password.length > MAX_PASSWORD) throw refuse('bad-credentials');
     if (stored === undefined) {
       try { await sha256Crypt(credentials.password, PAD); } catch { /* only the time matters */ }
       throw refuse('bad-credentials');

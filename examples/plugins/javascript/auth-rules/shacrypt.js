@@ -11,22 +11,25 @@
 const ALPHABET = './0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
 const DEFAULT_ROUNDS = 5000;
 
+// Where digest inputs are assembled. StarlingMonkey (componentize-js 0.23)
+// reads the input of `crypto.subtle.digest` after the call has returned; a
+// small typed array keeps its bytes inside the garbage-collected object, which
+// a collection may move in the meantime, and the digest comes out wrong. A
+// large ArrayBuffer lives outside the collected heap and stays put. One buffer
+// serves every digest: each is awaited before the next overwrites it.
+let scratch = new Uint8Array(new ArrayBuffer(16 * 1024));
+
 /** SHA-256 of the concatenation of byte arrays. */
 async function digest(...parts) {
   let length = 0;
   for (const p of parts) length += p.length;
-  // StarlingMonkey (componentize-js 0.23) reads the input of `digest` after
-  // this function has moved on; a small typed array keeps its bytes inside
-  // the GC-managed object, which a collection may move in the meantime, and
-  // the digest comes out wrong. A 4 KiB ArrayBuffer is allocated outside the
-  // collected heap and stays put.
-  const joined = new Uint8Array(new ArrayBuffer(Math.max(length, 4096)), 0, length);
+  if (length > scratch.length) scratch = new Uint8Array(new ArrayBuffer(2 * length));
   let at = 0;
   for (const p of parts) {
-    joined.set(p, at);
+    scratch.set(p, at);
     at += p.length;
   }
-  return new Uint8Array(await crypto.subtle.digest('SHA-256', joined));
+  return new Uint8Array(await crypto.subtle.digest('SHA-256', scratch.subarray(0, length)));
 }
 
 /** `block` repeated (and cut) to exactly `length` bytes. */
