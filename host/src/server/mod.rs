@@ -243,7 +243,7 @@ async fn accept_loop(
             ListenerKind::General => registry.default_site(),
             ListenerKind::Dedicated(name) => registry.site(name),
         };
-        let slot = match limits.acquire(peer.ip(), site.as_deref()) {
+        let slot = match limits.acquire(peer.ip()) {
             Ok(slot) => slot,
             Err(why) => {
                 tokio::spawn(refuse(stream, why));
