@@ -20,6 +20,7 @@ mod auth;
 mod bindings;
 mod cache;
 mod engine;
+mod file_io;
 mod instance;
 mod log;
 mod storage;
