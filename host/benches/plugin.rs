@@ -1,9 +1,12 @@
 //! Plugin runtime figures, printed rather than asserted (numbers depend on the
 //! machine and its load). Run with
 //! `cargo bench -p wasmftpd --bench plugin` (add `-- --size-mib N` for a
-//! smaller data file, `-- --only instantiation|data` for one part); results go in docs/benchmarks.md, "Plugin runtime".
+//! smaller data file, `-- --only instantiation|data` for one part); results go
+//! in docs/benchmarks.md, "Plugin runtime".
 //!
-//! - instantiation per session, for storage-fs and for a trivial auth plugin;
+//! - instantiation per session, for storage-fs and for a trivial auth plugin,
+//!   and the resident memory an idle storage-fs session costs;
+//! - auth-static logins with each password hash format;
 //! - per-call overhead of a call that does nothing;
 //! - a 1 GiB file written and read through storage-fs on both data paths,
 //!   against plain `std::fs` on the same disk in the same run.
@@ -61,7 +64,7 @@ fn main() -> anyhow::Result<()> {
     tokio.block_on(async {
         if run("instantiation") {
             println!("== instantiation (per session: new instance + first call)");
-            let per_session = sessions(&*fs_stream, "/").await;
+            let (per_session, rss) = sessions(&*fs_stream, "/").await;
             let steady = calls(&*fs_stream.open_session(&account()), "/").await;
             println!(
                 "storage-fs: first call of a session {} (a later stat: {}), so instantiation ≈ {}",
@@ -69,7 +72,11 @@ fn main() -> anyhow::Result<()> {
                 micros(steady),
                 micros(per_session.saturating_sub(steady))
             );
-            let per_session = sessions(&*limits, "/count").await;
+            println!(
+                "storage-fs: resident memory per idle session {} KiB",
+                rss >> 10
+            );
+            let (per_session, _) = sessions(&*limits, "/count").await;
             let steady = calls(&*limits.open_session(&account()), "/count").await;
             println!(
                 "test-limits storage: first call {}, later call {}, instantiation ≈ {}",
@@ -99,6 +106,28 @@ fn main() -> anyhow::Result<()> {
                 "trivial auth plugin: login (instance + call) {}",
                 micros(started.elapsed() / n)
             );
+
+            println!("\n== auth-static logins (password `correct horse`)");
+            for (format, hash) in hashes() {
+                let auth = runtime.load_auth(spec(
+                    PluginSource::Builtin("auth-static".into()),
+                    &[("users.bench.password", &hash)],
+                    vec![],
+                ))?;
+                let mut credentials = credentials();
+                credentials.password = "correct horse".into();
+                let n = 20;
+                let started = Instant::now();
+                for _ in 0..n {
+                    auth.login(&credentials)
+                        .await
+                        .map_err(|e| anyhow::anyhow!("{e}"))?;
+                }
+                println!(
+                    "{format:40} {:8.2} ms per login",
+                    started.elapsed().as_secs_f64() * 1e3 / f64::from(n)
+                );
+            }
 
             println!("\n== per-call overhead (stat that does nothing, same instance)");
             println!("test-limits stat: {}", micros(steady));
@@ -173,6 +202,23 @@ fn test_plugin() -> PluginSource {
     PluginSource::File(Path::new(env!("WASMFTPD_TEST_PLUGINS")).join("test_limits.wasm"))
 }
 
+/// One hash per format auth-static accepts, with the usual cost settings.
+fn hashes() -> Vec<(&'static str, String)> {
+    use argon2::password_hash::{PasswordHasher, SaltString};
+    let salt = SaltString::generate(&mut rand_core::OsRng);
+    let argon = argon2::Argon2::default()
+        .hash_password(b"correct horse", &salt)
+        .map(|h| h.to_string())
+        .unwrap_or_default();
+    vec![
+        // `openssl passwd -6` (5,000 rounds, the default).
+        ("SHA-512 crypt ($6$, 5000 rounds)", "$6$wasmftpdsalt$rDOd7q.V98t.X0Y5kwreL2gt6wHB0T.ZbPpHlwpDe71MqiXZn21H7naSY.CTyoXTDYCaecxrGQgXzMEkBJLLU0".into()),
+        // python `bcrypt.hashpw(..., bcrypt.gensalt())` (cost 12, the default).
+        ("bcrypt ($2b$, cost 12)", "$2b$12$bkkUgRECsA9gHztYuFJvPO.Sd25K6NM4HWU/hJIyGxmxKs6W7ppjC".into()),
+        ("argon2id (m=19 MiB, t=2, p=1)", argon),
+    ]
+}
+
 fn account() -> Account {
     Account {
         user: "bench".into(),
@@ -193,7 +239,7 @@ fn credentials() -> Credentials {
 
 /// Mean time of a session's first call (which instantiates), over many sessions.
 /// Sessions are kept alive until the end, as idle sessions would be.
-async fn sessions(provider: &dyn StorageProvider, path: &str) -> Duration {
+async fn sessions(provider: &dyn StorageProvider, path: &str) -> (Duration, u64) {
     let n = 5_000;
     let mut live: Vec<Arc<dyn Storage>> = Vec::with_capacity(n);
     // Warm up the pool's slots and caches first.
@@ -201,13 +247,26 @@ async fn sessions(provider: &dyn StorageProvider, path: &str) -> Duration {
         let s = provider.open_session(&account());
         let _ = s.stat(path).await;
     }
+    let rss_before = resident_bytes();
     let started = Instant::now();
     for _ in 0..n {
         let s = provider.open_session(&account());
         let _ = s.stat(path).await;
         live.push(s);
     }
-    started.elapsed() / n as u32
+    let took = started.elapsed() / n as u32;
+    (took, resident_bytes().saturating_sub(rss_before) / n as u64)
+}
+
+/// This process's resident set size (Linux).
+fn resident_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
 }
 
 /// Mean time of a whole short session (open, first call, close), which reuses

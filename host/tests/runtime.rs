@@ -427,6 +427,27 @@ async fn storage_fs_round_trips_through_chunks() {
 }
 
 #[tokio::test]
+async fn stream_chunks_stay_valid_while_held() {
+    // The host's file stream reuses its buffer once chunks are dropped; chunks
+    // still held (e.g. queued on a socket) must never be overwritten.
+    let root = tempfile::tempdir().expect("tempdir");
+    let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 253) as u8).collect();
+    std::fs::write(root.path().join("big"), &data).expect("write");
+    let storage = fs_storage(root.path(), &[]);
+    let mut reader = storage.open_read("/big", 0).await.expect("open");
+    let mut held = Vec::new();
+    loop {
+        let chunk = reader.read(100_000).await.expect("read");
+        if chunk.is_empty() {
+            break;
+        }
+        held.push(chunk);
+    }
+    assert!(held.len() >= 30, "reads are capped at the requested size");
+    assert_eq!(held.concat(), data);
+}
+
+#[tokio::test]
 async fn storage_fs_directories_listing_rename_and_errors() {
     let root = tempfile::tempdir().expect("tempdir");
     let storage = fs_storage(root.path(), &[]);

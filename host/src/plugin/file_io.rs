@@ -12,7 +12,7 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use rustix::io::Errno;
 use wasmtime::StoreContextMut;
 use wasmtime::component::{Linker, Resource};
@@ -48,11 +48,13 @@ fn read_via_stream(
         Descriptor::File(f) => f.file.clone(),
         Descriptor::Dir(_) => return Ok((Err(ErrorCode::IsDirectory),)),
     };
-    let stream: DynInputStream = Box::new(FileStream {
+    let stream = FileStream {
         file,
         position: offset,
         done: false,
-    });
+        buffer: BytesMut::new(),
+    };
+    let stream: DynInputStream = Box::new(stream);
     Ok((Ok(table.push(stream)?),))
 }
 
@@ -108,6 +110,28 @@ struct FileStream {
     file: Arc<std::fs::File>,
     position: u64,
     done: bool,
+    /// Chunks are split off this buffer. Once the consumer has dropped them,
+    /// `reserve` reuses the same allocation, so a transfer does not allocate
+    /// (and fault in) a fresh buffer per read.
+    buffer: BytesMut,
+}
+
+impl FileStream {
+    fn read_chunk(&mut self, size: usize) -> Result<Bytes, Errno> {
+        self.buffer.reserve(size);
+        let spare = &mut self.buffer.spare_capacity_mut()[..size];
+        let n = loop {
+            match rustix::io::pread(&*self.file, &mut *spare, self.position) {
+                Ok((filled, _)) => break filled.len(),
+                Err(Errno::INTR) => continue,
+                Err(e) => return Err(e),
+            }
+        };
+        // SAFETY: `buffer` was empty (every earlier chunk was split off) and
+        // `pread` initialized the first `n` bytes of its spare capacity.
+        unsafe { self.buffer.set_len(n) };
+        Ok(self.buffer.split().freeze())
+    }
 }
 
 #[async_trait::async_trait]
@@ -124,14 +148,14 @@ impl InputStream for FileStream {
         if size == 0 {
             return Ok(Bytes::new());
         }
-        match read_at(&self.file, size.min(MAX_READ), self.position) {
+        match self.read_chunk(size.min(MAX_READ)) {
             Ok(data) if data.is_empty() => {
                 self.done = true;
                 Err(StreamError::Closed)
             }
             Ok(data) => {
                 self.position += data.len() as u64;
-                Ok(Bytes::from(data))
+                Ok(data)
             }
             Err(e) => {
                 self.done = true;
