@@ -141,6 +141,14 @@ fn limits_spec(timeout: Duration) -> PluginSpec {
 // ---------------------------------------------------------------- loading
 
 #[test]
+fn the_runtime_can_move_to_a_blocking_task() {
+    // Callers load plugins with `spawn_blocking(move || runtime.load_*(spec))`.
+    fn send_sync_static<T: Send + Sync + 'static>() {}
+    send_sync_static::<PluginRuntime>();
+    send_sync_static::<PluginSpec>();
+}
+
+#[test]
 fn builtins_are_listed() {
     assert_eq!(builtin_names(), &["auth-static", "storage-fs"]);
 }

@@ -100,6 +100,14 @@ pub struct PluginRuntime {
     engine: Arc<engine::PluginEngine>,
 }
 
+impl std::fmt::Debug for PluginRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PluginRuntime")
+            .field("cache", &self.cache_stats())
+            .finish_non_exhaustive()
+    }
+}
+
 impl PluginRuntime {
     pub fn new(opts: RuntimeOptions) -> anyhow::Result<Self> {
         Ok(PluginRuntime {
