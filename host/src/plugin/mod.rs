@@ -20,6 +20,7 @@ mod auth;
 mod bindings;
 mod cache;
 mod engine;
+mod file_io;
 mod instance;
 mod log;
 mod storage;
@@ -97,6 +98,14 @@ pub struct PluginSpec {
 #[derive(Clone)]
 pub struct PluginRuntime {
     engine: Arc<engine::PluginEngine>,
+}
+
+impl std::fmt::Debug for PluginRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PluginRuntime")
+            .field("cache", &self.cache_stats())
+            .finish_non_exhaustive()
+    }
 }
 
 impl PluginRuntime {

@@ -7,7 +7,6 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-
 pub struct ConnectionLimits {
     /// Maxima are atomics so a reload can change them in place.
     max_total: AtomicUsize,
@@ -90,10 +89,7 @@ mod tests {
         let b: IpAddr = "127.0.0.2".parse().unwrap();
         let s1 = limits.acquire(a).unwrap();
         let _s2 = limits.acquire(a).unwrap();
-        assert!(
-            limits.acquire(a).is_err(),
-            "third from the same address"
-        );
+        assert!(limits.acquire(a).is_err(), "third from the same address");
         let _s3 = limits.acquire(b).unwrap();
         assert!(limits.acquire(b).is_err(), "fourth in total");
         drop(s1);
