@@ -32,7 +32,7 @@ const POOL_INSTANCES: u32 = 10_500;
 /// 10,500 slots × (512 MiB + 2 × 32 MiB guards) ≈ 5.6 TiB of the 128 TiB a
 /// process has. (The 4 GiB default would make 42 TiB, and a test process that
 /// creates several runtimes would run out of address space.)
-pub(super) const MAX_PLUGIN_MEMORY: u64 = 512 << 20;
+pub const MAX_PLUGIN_MEMORY: u64 = 512 << 20;
 
 /// How often the epoch advances: the granularity of call deadlines, and how
 /// often a long call yields to the tokio scheduler.

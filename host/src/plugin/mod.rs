@@ -34,6 +34,8 @@ use anyhow::Context as _;
 use crate::backend::{Authenticator, StorageProvider};
 
 pub use cache::CacheStats;
+/// The largest `memory_limit` a plugin may have (one pooling-allocator slot).
+pub use engine::MAX_PLUGIN_MEMORY;
 
 /// Process-wide runtime settings.
 #[derive(Debug, Clone, Default)]
