@@ -12,7 +12,8 @@
 #   LOGIN_SECS=5  LOGIN_CLIENTS=8         login test: duration per run, clients
 #   TESTS=retr,stor,small,login,list      ftpbench tests
 #   WASMFTPD=path                         wasmftpd binary [<repo>/target/release/wasmftpd]
-#   TRIVIAL_AUTH_PLUGIN=path.wasm         extra login run of wasmftpd with this auth
+#   TRIVIAL_AUTH_PLUGIN=path.wasm         auth plugin for the trivial-auth login run
+#                                         (default: builtin auth-static, anonymous)
 #                                         plugin (skipped when unset); its config is
 #                                         TRIVIAL_AUTH_CONFIG (TOML lines under
 #                                         [site.bench.auth.config]), by default a user
@@ -155,6 +156,7 @@ declare -A R        # R[server,test] = median
 declare -A STATUS   # STATUS[server] = running | skipped: why | failed: why
 declare -A PORT     # PORT[server]
 declare -A STESTS   # STESTS[server] = ftpbench tests for that server
+declare -A LOGIN_AS # LOGIN_AS[server] = user for that server, when not $BENCH_USER
 ORDER=()
 
 add_server() { # label port tests
@@ -166,7 +168,7 @@ bench_round() { # label round
     [ "$round" -gt 1 ] && warm=(--no-warmup)
     log "round $round: ftpbench against $label on port ${PORT[$label]} (${STESTS[$label]})"
     # shellcheck disable=SC2086
-    if ! "$FTPBENCH" run --port "${PORT[$label]}" --user "$BENCH_USER" --pass "$PASS" \
+    if ! "$FTPBENCH" run --port "${PORT[$label]}" --user "${LOGIN_AS[$label]:-$BENCH_USER}" --pass "$PASS" \
         --label "$label" --runs 1 --tests "${STESTS[$label]}" --stor-size "$SIZE" \
         --login-secs "$LOGIN_SECS" --login-clients "$LOGIN_CLIENTS" "${warm[@]}" \
         ${FTPBENCH_ARGS:-} >"$out"; then
@@ -282,12 +284,16 @@ home = \"/\""
     if [ ! -x "$WASMFTPD" ]; then
         STATUS[$t]="skipped: no wasmftpd binary"
     elif [ -z "${TRIVIAL_AUTH_PLUGIN:-}" ]; then
-        STATUS[$t]="skipped: set TRIVIAL_AUTH_PLUGIN=path.wasm"
+        # Default: the builtin auth-static's anonymous login, which checks no hash.
+        wasmftpd_config "$WORK/trivial.toml" 43000-43999 "builtin:auth-static" "anonymous = true"
+        LOGIN_AS[$t]=anonymous
     else
         wasmftpd_config "$WORK/trivial.toml" 43000-43999 "$TRIVIAL_AUTH_PLUGIN" \
             "${TRIVIAL_AUTH_CONFIG:-"[site.bench.auth.config.users.$BENCH_USER]
 password = \"$PASS\"
 home = \"/\""}"
+    fi
+    if [ -x "$WASMFTPD" ]; then
         start_wasmftpd_one "$t" "$WORK/trivial.toml" login
     fi
 }

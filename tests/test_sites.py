@@ -271,5 +271,5 @@ def test_reload_under_load(dir_server, sites_dir):
         time.sleep(0.05)
     for t in threads:
         t.join(timeout=60)
-    assert not errors, errors
+    assert not errors, (errors, dir_server.log()[-5000:])
     assert reloads_sent >= 50

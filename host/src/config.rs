@@ -334,14 +334,42 @@ fn plugin_spec(
     }
 
     let defaults = PluginLimits::default();
+    let memory = match raw.memory_limit {
+        Some(size)
+            if size.get_ref().0 > crate::plugin::MAX_PLUGIN_MEMORY
+                || size.get_ref().0 < 1 << 20 =>
+        {
+            return Err(at.error_at(
+                Some(size.span()),
+                &format!("{key}.memory_limit"),
+                &format!(
+                    "must be between 1MiB and {}MiB",
+                    crate::plugin::MAX_PLUGIN_MEMORY >> 20
+                ),
+            ));
+        }
+        Some(size) => size.into_inner().0,
+        None => defaults.memory,
+    };
+    let call_timeout = match raw.call_timeout {
+        Some(d) if d.get_ref().0.is_zero() => {
+            return Err(at.error_at(
+                Some(d.span()),
+                &format!("{key}.call_timeout"),
+                "must be more than zero",
+            ));
+        }
+        Some(d) => d.into_inner().0,
+        None => defaults.call_timeout,
+    };
     Ok(PluginSpec {
         site: site.to_string(),
         source,
         config: flatten_table(&raw.config),
         grants,
         limits: PluginLimits {
-            memory: raw.memory_limit.map_or(defaults.memory, |s| s.0),
-            call_timeout: raw.call_timeout.map_or(defaults.call_timeout, |d| d.0),
+            memory,
+            call_timeout,
         },
     })
 }
@@ -506,8 +534,8 @@ struct RawPlugin {
     /// Granted directories: guest path (key) → host directory (value).
     #[serde(default)]
     dirs: BTreeMap<String, Spanned<String>>,
-    memory_limit: Option<HumanSize>,
-    call_timeout: Option<HumanDuration>,
+    memory_limit: Option<Spanned<HumanSize>>,
+    call_timeout: Option<Spanned<HumanDuration>>,
 }
 
 /// "30s", "10m", "1h 30m".
@@ -713,5 +741,16 @@ plugin = "builtin:storage-fs"
         assert_eq!(err.file, dir.path().join("alpha.toml"));
         assert_eq!(err.key, "baner");
         assert_eq!(err.line, 2);
+    }
+
+    #[test]
+    fn plugin_limits_are_bounded() {
+        let text = MINIMAL.replace("\"32MiB\"", "\"4GiB\"");
+        let err = parse_str(&text).unwrap_err();
+        assert_eq!(err.key, "site.main.storage.memory_limit");
+        assert_eq!(err.line, 14, "{err}");
+        let text = MINIMAL.replace("memory_limit = \"32MiB\"", "call_timeout = \"0s\"");
+        let err = parse_str(&text).unwrap_err();
+        assert_eq!(err.key, "site.main.storage.call_timeout");
     }
 }

@@ -5,6 +5,7 @@
 
 use std::ops::RangeInclusive;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::backend::{Authenticator, StorageProvider};
 
@@ -21,8 +22,46 @@ pub struct Site {
     pub storage: Arc<dyn StorageProvider>,
     /// Overrides the server's passive port range for this site.
     pub passive_ports: Option<RangeInclusive<u16>>,
-    /// Most concurrent sessions on this site (`421` beyond).
+    /// Most concurrent logged-in sessions on this site (`421` beyond).
     pub max_connections: Option<usize>,
+    /// Logged-in sessions on this site version now.
+    pub sessions: SessionCount,
+}
+
+/// How many sessions are logged in to a site.
+#[derive(Debug, Default)]
+pub struct SessionCount(AtomicUsize);
+
+impl SessionCount {
+    pub fn get(&self) -> usize {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// A logged-in session's place on its site; dropping it gives the place back.
+pub struct SiteTicket {
+    site: Arc<Site>,
+}
+
+impl Site {
+    /// Takes a place for one logged-in session, or `None` when the site is at
+    /// its `max_connections`. Counted per site version: a reload starts the new
+    /// version at zero while the old version's sessions finish.
+    pub fn enter(self: &Arc<Self>) -> Option<SiteTicket> {
+        let count = &self.sessions.0;
+        let previous = count.fetch_add(1, Ordering::SeqCst);
+        if self.max_connections.is_some_and(|max| previous >= max) {
+            count.fetch_sub(1, Ordering::SeqCst);
+            return None;
+        }
+        Some(SiteTicket { site: self.clone() })
+    }
+}
+
+impl Drop for SiteTicket {
+    fn drop(&mut self) {
+        self.site.sessions.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// Finds sites by `HOST` name or `user@site` suffix. Implemented by the server's
@@ -32,4 +71,32 @@ pub trait SiteDirectory: Send + Sync {
     fn by_host(&self, name: &str) -> Option<Arc<Site>>;
     /// The site a `USER name@site` selects, if it allows that.
     fn by_user_suffix(&self, site: &str) -> Option<Arc<Site>>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::memory::{MemoryAuth, MemoryFs};
+
+    #[test]
+    fn enter_counts_sessions_up_to_the_limit() {
+        let site = Arc::new(Site {
+            name: "s".into(),
+            host_names: vec![],
+            allow_user_at_site: false,
+            banner: String::new(),
+            auth: Arc::new(MemoryAuth::new()),
+            storage: Arc::new(MemoryFs::new()),
+            passive_ports: None,
+            max_connections: Some(2),
+            sessions: SessionCount::default(),
+        });
+        let first = site.enter().expect("room for one");
+        let _second = site.enter().expect("room for two");
+        assert!(site.enter().is_none(), "a third is over the limit");
+        assert_eq!(site.sessions.get(), 2);
+        drop(first);
+        assert_eq!(site.sessions.get(), 1);
+        assert!(site.enter().is_some(), "a place was given back");
+    }
 }

@@ -141,6 +141,14 @@ fn limits_spec(timeout: Duration) -> PluginSpec {
 // ---------------------------------------------------------------- loading
 
 #[test]
+fn the_runtime_can_move_to_a_blocking_task() {
+    // Callers load plugins with `spawn_blocking(move || runtime.load_*(spec))`.
+    fn send_sync_static<T: Send + Sync + 'static>() {}
+    send_sync_static::<PluginRuntime>();
+    send_sync_static::<PluginSpec>();
+}
+
+#[test]
 fn builtins_are_listed() {
     assert_eq!(builtin_names(), &["auth-static", "storage-fs"]);
 }
@@ -424,6 +432,27 @@ async fn storage_fs_round_trips_through_streams() {
 #[tokio::test]
 async fn storage_fs_round_trips_through_chunks() {
     storage_round_trip(&[("data_path", "chunks")]).await;
+}
+
+#[tokio::test]
+async fn stream_chunks_stay_valid_while_held() {
+    // The host's file stream reuses its buffer once chunks are dropped; chunks
+    // still held (e.g. queued on a socket) must never be overwritten.
+    let root = tempfile::tempdir().expect("tempdir");
+    let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 253) as u8).collect();
+    std::fs::write(root.path().join("big"), &data).expect("write");
+    let storage = fs_storage(root.path(), &[]);
+    let mut reader = storage.open_read("/big", 0).await.expect("open");
+    let mut held = Vec::new();
+    loop {
+        let chunk = reader.read(100_000).await.expect("read");
+        if chunk.is_empty() {
+            break;
+        }
+        held.push(chunk);
+    }
+    assert!(held.len() >= 30, "reads are capped at the requested size");
+    assert_eq!(held.concat(), data);
 }
 
 #[tokio::test]

@@ -18,7 +18,7 @@ use super::listing::MlstFacts;
 use super::path;
 use super::reply::{ErrorContext, Reply, ReplyCode, storage_error};
 use crate::backend::{Account, Permissions, Storage, StorageError};
-use crate::site::{Site, SiteDirectory};
+use crate::site::{Site, SiteDirectory, SiteTicket};
 
 /// What a handler produces: `Ok` and `Err` are both sent to the client; `Err`
 /// lets handlers bail out with `?`.
@@ -45,6 +45,8 @@ pub struct LoggedIn {
     pub cwd: String,
     /// RENAMING: the storage path given to RNFR, consumed by RNTO.
     pub rename_from: Option<String>,
+    /// This session's place under the site's `max_connections`.
+    pub ticket: SiteTicket,
 }
 
 /// Representation type (RFC 959 section 3.1.1); only A(SCII) and I(mage).

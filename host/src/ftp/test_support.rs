@@ -40,6 +40,7 @@ pub fn site(permissions: Permissions) -> (Arc<Site>, MemoryFs, Arc<MemoryAuth>) 
         storage: Arc::new(fs.clone()),
         passive_ports: None,
         max_connections: None,
+        sessions: Default::default(),
     });
     (site, fs, auth)
 }
@@ -128,6 +129,7 @@ impl Harness {
             account,
             cwd: "/".into(),
             rename_from: None,
+            ticket: site.enter().expect("test sites have no session limit"),
         });
     }
 

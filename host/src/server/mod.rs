@@ -78,6 +78,9 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         listen_override: options.listen_override,
         listeners: HashMap::new(),
     };
+    // Install the SIGHUP handler before anyone can see a listener: a SIGHUP
+    // that arrives earlier would otherwise kill the process (its default action).
+    let mut triggers = watch::reload_triggers(&server.config_path, &server.config)?;
     server.sync_listeners().await?;
     if server.listeners.is_empty() {
         anyhow::bail!(
@@ -86,7 +89,6 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         );
     }
 
-    let mut triggers = watch::reload_triggers(&server.config_path, &server.config)?;
     loop {
         tokio::select! {
             _ = watch::shutdown_signal() => break,
@@ -241,7 +243,7 @@ async fn accept_loop(
             ListenerKind::General => registry.default_site(),
             ListenerKind::Dedicated(name) => registry.site(name),
         };
-        let slot = match limits.acquire(peer.ip(), site.as_deref()) {
+        let slot = match limits.acquire(peer.ip()) {
             Ok(slot) => slot,
             Err(why) => {
                 tokio::spawn(refuse(stream, why));

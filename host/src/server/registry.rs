@@ -201,6 +201,7 @@ async fn build_site(runtime: &PluginRuntime, site: &SiteConfig) -> anyhow::Resul
         storage,
         passive_ports: site.passive_ports.clone(),
         max_connections: site.max_connections,
+        sessions: Default::default(),
     })
 }
 

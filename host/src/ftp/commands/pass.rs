@@ -21,6 +21,14 @@ pub async fn run(session: &mut Session, arg: &str) -> HandlerResult {
             });
         }
     };
+    let Some(ticket) = site.enter() else {
+        info!(peer = %session.peer, site = %site.name, "refused: site at its session limit");
+        return Err(Reply::new(
+            ReplyCode::ServiceNotAvailable,
+            "Too many users on this site, try again later",
+        )
+        .and_close());
+    };
     let credentials = Credentials {
         user: user.clone(),
         password: arg.to_string(),
@@ -40,6 +48,7 @@ pub async fn run(session: &mut Session, arg: &str) -> HandlerResult {
                 storage,
                 cwd: "/".to_string(),
                 rename_from: None,
+                ticket,
             });
             Ok(Reply::new(ReplyCode::LoggedIn, "Login successful"))
         }
