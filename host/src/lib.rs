@@ -5,15 +5,15 @@
 //!   and an in-memory implementation for tests.
 //! - [`ftp`]: the FTP protocol: control connection (PI), data connections (DTP),
 //!   one file per command, replies, paths and listings. Never sees wasmtime.
-//! - [`plugin`]: the WebAssembly plugin runtime; the only module that imports wasmtime.
+//! - [`plugin`]: the WebAssembly plugin runtime; the only module that runs plugins
+//!   (`kit`'s `inspect` also reads component types with wasmtime, never instantiating).
 //!   Implements the [`backend`] traits on top of components.
 //! - [`config`]: the TOML configuration and its validation.
 //! - [`site`]: a virtual site (its backends and limits) as the protocol sees it.
 //! - [`server`]: listeners, connection limits, shutdown.
 //! - [`cli`]: the command line.
 //! - [`kit`]: the plugin author's tools (`wasmftpd plugin test|inspect|bench`): the
-//!   conformance batteries every plugin must pass. Its `inspect` reads component
-//!   types with wasmtime, without instantiating anything.
+//!   conformance batteries every plugin must pass, through [`plugin`]'s public API.
 
 pub mod backend;
 pub mod cli;
