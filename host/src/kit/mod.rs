@@ -1,10 +1,10 @@
 //! The plugin author's tools behind `wasmftpd plugin …`:
 //!
 //! - `test`: a conformance battery against one plugin through the same runtime
-//!   the server uses ([`storage`] and [`auth`] batteries, printed by [`report`]);
+//!   the server uses (`storage` and `auth` batteries, printed by `report`);
 //! - `inspect`: which world a component implements and what it imports
-//!   ([`inspect`]);
-//! - `bench`: size, compile, instantiation and per-call costs ([`bench`]).
+//!   (`inspect`);
+//! - `bench`: size, compile, instantiation and per-call costs (`bench`).
 //!
 //! The command-line types live here so `cli.rs` only names the subcommand.
 
@@ -75,10 +75,14 @@ pub struct PluginArgs {
 pub struct TestArgs {
     #[command(flatten)]
     pub plugin: PluginArgs,
-    /// An auth expectation: USER:PASSWORD=ok|open|refused|disabled|unavailable[@ADDRESS]
-    /// (repeatable). `ok` also checks that a wrong or empty password is refused; `open`
-    /// means any password is accepted (anonymous-style).
-    #[arg(long, value_name = "USER:PASSWORD=OUTCOME")]
+    // Help text as an attribute: rustdoc would read `[@ADDRESS]` as a link.
+    #[arg(
+        long,
+        value_name = "USER:PASSWORD=OUTCOME",
+        help = "An auth expectation: USER:PASSWORD=ok|open|refused|disabled|unavailable[@ADDRESS] \
+                (repeatable). `ok` also checks that a wrong or empty password is refused; `open` \
+                means any password is accepted (anonymous-style)"
+    )]
     pub expect: Vec<Expectation>,
     /// The client address logins come from, unless an expectation names one.
     #[arg(long, default_value = "127.0.0.1")]
