@@ -347,3 +347,20 @@ def test_javascript_auth_and_python_quota_storage_serve_ftplib(plugins, tmp_path
         client.quit()
     finally:
         server.stop()
+
+
+def test_the_languages_example_config_serves(plugins):
+    config = REPO / "examples" / "plugins" / "languages.toml"
+    env = dict(os.environ, XDG_CACHE_HOME=str(CACHE))
+    checked = subprocess.run([str(BINARY), "check", "--config", str(config)],
+                             capture_output=True, text=True, env=env, timeout=300)
+    assert checked.returncode == 0, checked.stderr
+    server = start_server(config, extra_args=("--listen", "127.0.0.1:0"))
+    try:
+        client = server.ftp("demo", "demo")
+        assert retr(client, "welcome.txt") == (REPO / "examples" / "quickstart-root" / "welcome.txt").read_bytes()
+        with pytest.raises(ftplib.error_perm, match="^550"):
+            client.storbinary("STOR nope.txt", io.BytesIO(b"read-only"))
+        client.quit()
+    finally:
+        server.stop()
