@@ -37,8 +37,10 @@ if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq nodejs npm >/dev/null
 fi
 js="$here/javascript"
-if [ ! -f "$js/node_modules/@bytecodealliance/componentize-js/package.json" ] ||
-   ! grep -q '"version": "0.23.0"' "$js/node_modules/@bytecodealliance/componentize-js/package.json"; then
+# node_modules is current when it was installed from this very lock file.
+lock_sum="$(sha256sum "$js/package-lock.json" | cut -d' ' -f1)"
+if [ "$(cat "$js/node_modules/.installed-from-lock" 2>/dev/null)" != "$lock_sum" ]; then
   echo "toolchains: installing componentize-js (npm ci)"
   (cd "$js" && npm ci --no-audit --no-fund --loglevel=error)
+  echo "$lock_sum" > "$js/node_modules/.installed-from-lock"
 fi

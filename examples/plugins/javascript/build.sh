@@ -3,5 +3,6 @@
 # see build.mjs):   bash build.sh OUT_DIR   ->   OUT_DIR/auth-rules.wasm
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-[ -d "$here/node_modules" ] || (cd "$here" && npm ci --no-audit --no-fund --loglevel=error)
+# toolchains.sh installs node_modules from package-lock.json.
+[ -d "$here/node_modules" ] || bash "$here/../toolchains.sh"
 node "$here/build.mjs" "$1"
