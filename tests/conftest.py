@@ -114,7 +114,7 @@ def start_server(config_path: Path, extra_args=(), expect_listeners=1) -> Server
         for line in proc.stdout:
             line = line.rstrip("\n")
             lines.append(line)
-            m = re.search(r"listening on (\S+?):(\d+)", line)
+            m = re.search(r"listening on (\[[^\]]+\]|[^\s:]+):(\d+)", line)
             if m:
                 addrs.append((m.group(1).strip("[]"), int(m.group(2))))
                 if len(addrs) >= expect_listeners:

@@ -337,3 +337,23 @@ def test_server_survives_client_vanishing_mid_transfer(server):
     # A fresh session works.
     other = server.ftp()
     assert retr(other, "big.bin")[:10] == (server.root / "big.bin").read_bytes()[:10]
+
+
+def test_ipv6_control_and_data_connections(make_server):
+    try:
+        socket.create_server(("::1", 0), family=socket.AF_INET6).close()
+    except OSError:
+        pytest.skip("no IPv6 loopback on this machine")
+    server = make_server(extra_args=("--listen", "[::1]:0"))
+    assert server.host == "::1"
+    data = payload(700_000, seed="v6")
+    client = server.ftp()
+    assert client.af == socket.AF_INET6
+    # ftplib uses EPSV for passive and EPRT (protocol 2) for active over IPv6.
+    client.storbinary("STOR v6.bin", io.BytesIO(data))
+    assert retr(client, "v6.bin") == data
+    client.set_pasv(False)
+    assert retr(client, "v6.bin") == data
+    client.storbinary("STOR v6-active.bin", io.BytesIO(data[:1000]))
+    assert (server.root / "v6-active.bin").read_bytes() == data[:1000]
+    client.quit()
