@@ -159,7 +159,15 @@ fn list_entries(dir: &std::fs::File) -> Result<Vec<Result<DirectoryEntry, ErrorC
     )?;
     let mut out = Vec::new();
     for entry in rustix::fs::Dir::new(fd)? {
-        let entry = entry?;
+        // As in wasmtime-wasi, a failure is reported at its place in the
+        // stream: a failed `getdents` ends it, a failed `stat` only its entry.
+        let entry = match entry {
+            Ok(entry) => entry,
+            Err(e) => {
+                out.push(Err(error_code(e)));
+                break;
+            }
+        };
         let name = entry.file_name().to_bytes();
         if name == b"." || name == b".." {
             continue;
@@ -167,8 +175,13 @@ fn list_entries(dir: &std::fs::File) -> Result<Vec<Result<DirectoryEntry, ErrorC
         let file_type = match entry.file_type() {
             // The filesystem does not report types in its entries: ask.
             FileType::Unknown => {
-                let stat = rustix::fs::statat(dir, entry.file_name(), AtFlags::SYMLINK_NOFOLLOW)?;
-                FileType::from_raw_mode(stat.st_mode)
+                match rustix::fs::statat(dir, entry.file_name(), AtFlags::SYMLINK_NOFOLLOW) {
+                    Ok(stat) => FileType::from_raw_mode(stat.st_mode),
+                    Err(e) => {
+                        out.push(Err(error_code(e)));
+                        continue;
+                    }
+                }
             }
             known => known,
         };
@@ -193,7 +206,8 @@ fn list_entries(dir: &std::fs::File) -> Result<Vec<Result<DirectoryEntry, ErrorC
     Ok(out)
 }
 
-/// The errors `pread`, `openat` and `getdents` can give, as WASI names them.
+/// The errors `pread`, `openat`, `getdents` and `stat` can give, as WASI
+/// names them.
 fn error_code(e: Errno) -> ErrorCode {
     match e {
         Errno::ACCESS => ErrorCode::Access,
