@@ -50,7 +50,9 @@ fn build() -> Result<(), String> {
         .arg("--manifest-path")
         .arg(plugins.join("Cargo.toml"))
         .arg("--target-dir")
-        .arg(&target_dir);
+        .arg(&target_dir)
+        // So that cargo reads plugins/.cargo/config.toml (the plugins' rustflags).
+        .current_dir(&plugins);
     scrub_env(&mut command);
     let output = command
         .output()
@@ -111,6 +113,10 @@ fn watch(plugins: &Path, wit: &Path) -> Result<(), String> {
     println!(
         "cargo:rerun-if-changed={}",
         plugins.join("Cargo.lock").display()
+    );
+    println!(
+        "cargo:rerun-if-changed={}",
+        plugins.join(".cargo/config.toml").display()
     );
     let entries =
         fs::read_dir(plugins).map_err(|e| format!("reading {}: {e}", plugins.display()))?;

@@ -455,6 +455,43 @@ async fn stream_chunks_stay_valid_while_held() {
     assert_eq!(held.concat(), data);
 }
 
+/// Listings take entry types from the directory itself (our own
+/// `read-directory`): every kind, and more entries than one `getdents` reads.
+#[tokio::test]
+async fn storage_fs_lists_every_kind_of_entry() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let dir = root.path();
+    std::fs::create_dir(dir.join("sub")).expect("mkdir");
+    std::fs::write(dir.join("file"), b"abc").expect("write");
+    std::os::unix::fs::symlink("file", dir.join("to-file")).expect("symlink");
+    std::os::unix::fs::symlink("missing", dir.join("dangling")).expect("symlink");
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        dir.join("fifo"),
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o600),
+        0,
+    )
+    .expect("mkfifo");
+    for i in 0..1500 {
+        std::fs::write(dir.join(format!("many-{i:04}")), b"").expect("write");
+    }
+    let storage = fs_storage(dir, &[]);
+    let listing = storage.list_dir("/").await.expect("list");
+    assert_eq!(listing.len(), 5 + 1500);
+    let kind_of = |name: &str| {
+        let entry = listing.iter().find(|e| e.name == name).expect(name);
+        (entry.metadata.kind, entry.metadata.size)
+    };
+    assert_eq!(kind_of("sub").0, EntryKind::Directory);
+    assert_eq!(kind_of("file"), (EntryKind::File, 3));
+    // A link that resolves shows its target; a dangling one shows the link.
+    assert_eq!(kind_of("to-file"), (EntryKind::File, 3));
+    assert_eq!(kind_of("dangling").0, EntryKind::Symlink);
+    assert_eq!(kind_of("fifo").0, EntryKind::Other);
+    assert!(listing.iter().all(|e| e.name != "." && e.name != ".."));
+}
+
 #[tokio::test]
 async fn storage_fs_directories_listing_rename_and_errors() {
     let root = tempfile::tempdir().expect("tempdir");

@@ -362,6 +362,30 @@ async fn type_a_converts_both_ways() {
     .await;
 }
 
+/// Sizes around one transfer chunk: small files are moved inline, larger ones
+/// through the helper task; both must carry every byte.
+#[tokio::test]
+async fn transfers_at_chunk_boundaries() {
+    within(async {
+        let server = Server::start().await;
+        let mut c = server.logged_in().await;
+        c.expect("TYPE I", 200).await;
+        let chunk = super::dtp::CHUNK;
+        for size in [0, 1, chunk - 1, chunk, chunk + 1, 2 * chunk, 3 * chunk + 7] {
+            let whole = pattern(size);
+            let data = c.pasv().await;
+            c.upload(data, "STOR b", &whole).await;
+            assert!(
+                server.fs.file("/home/alice/b").expect("stored") == whole,
+                "STOR {size}"
+            );
+            let data = c.pasv().await;
+            assert!(c.download(data, "RETR b").await == whole, "RETR {size}");
+        }
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn rest_resumes_download_and_upload() {
     within(async {
