@@ -227,6 +227,20 @@ failed:
   return fail_errno(err, e);
 }
 
+/* Transfers are of regular files only: on anything else, close fd and fail.
+   Fills *st for callers that need the size. */
+static bool require_regular_file(int fd, struct stat *st, plugin_error_t *err) {
+  if (fstat(fd, st) != 0) {
+    int e = errno;
+    close(fd);
+    return fail_errno(err, e);
+  }
+  if (S_ISREG(st->st_mode)) return true;
+  close(fd);
+  if (S_ISDIR(st->st_mode)) return fail_errno(err, EISDIR);
+  return fail(err, WASMFTPD_PLUGIN_TYPES_ERROR_CODE_PERMISSION_DENIED, "not a regular file");
+}
+
 bool exports_wasmftpd_plugin_storage_open_read(storage_plugin_string_t *path, uint64_t offset,
                                                exports_wasmftpd_plugin_storage_read_source_t *ret,
                                                plugin_error_t *err) {
@@ -238,11 +252,7 @@ bool exports_wasmftpd_plugin_storage_open_read(storage_plugin_string_t *path, ui
   free(p);
   if (fd < 0) return fail_errno(err, e);
   struct stat st;
-  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    close(fd);
-    if (S_ISDIR(st.st_mode)) return fail_errno(err, EISDIR);
-    return fail(err, WASMFTPD_PLUGIN_TYPES_ERROR_CODE_PERMISSION_DENIED, "not a regular file");
-  }
+  if (!require_regular_file(fd, &st, err)) return false;
   exports_wasmftpd_plugin_storage_reader_t *reader = malloc(sizeof *reader);
   if (!reader) {
     close(fd);
@@ -269,11 +279,7 @@ bool exports_wasmftpd_plugin_storage_open_write(storage_plugin_string_t *path,
   free(p);
   if (fd < 0) return fail_errno(err, e);
   struct stat st;
-  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    close(fd);
-    if (S_ISDIR(st.st_mode)) return fail_errno(err, EISDIR);
-    return fail(err, WASMFTPD_PLUGIN_TYPES_ERROR_CODE_PERMISSION_DENIED, "not a regular file");
-  }
+  if (!require_regular_file(fd, &st, err)) return false;
   exports_wasmftpd_plugin_storage_writer_t *writer = malloc(sizeof *writer);
   if (!writer) {
     close(fd);
