@@ -22,6 +22,11 @@
 #                                         TRIVIAL_AUTH_CONFIG (TOML lines under
 #                                         [site.bench.auth.config]), by default a user
 #                                         table with the plain-text password
+#   WASMFTPD_LOG=filter                   RUST_LOG for wasmftpd (default: unset, its
+#                                         default info level: 3 log lines per session);
+#                                         e.g. "warn,wasmftpd::server=info" (the script
+#                                         needs the server's 'listening on' line) to run
+#                                         it without per-session logs like the peers
 #   FTPBENCH=path                         ftpbench binary (else built with cargo into
 #                                         CARGO_TARGET_DIR [<repo>/target], -p ftpbench)
 #   PUREFTPD_PREFIX=/opt/pure-ftpd        where an unpacked pure-ftpd lives (see below)
@@ -298,7 +303,7 @@ EOF
 
 start_wasmftpd_one() { # label config tests
     local log=$WORK/$1.log i port="" pid
-    NO_COLOR=1 "$WASMFTPD" serve --config "$2" --listen 127.0.0.1:0 >"$log" 2>&1 &
+    env NO_COLOR=1 ${WASMFTPD_LOG:+"RUST_LOG=$WASMFTPD_LOG"} "$WASMFTPD" serve --config "$2" --listen 127.0.0.1:0 >"$log" 2>&1 &
     pid=$!; PIDS+=("$pid")
     for i in $(seq 300); do
         port=$(sed 's/\x1b\[[0-9;]*m//g' "$log" | grep -o 'listening on 127\.0\.0\.1:[0-9]*' | head -1 | sed 's/.*://' || true)
@@ -442,7 +447,7 @@ best_peer() { # test server -> "value name" of the best other peer (logins: same
     echo "Run $START: loopback, root on tmpfs ($SHM), medians of $RUNS interleaved rounds; MB = 10^6 bytes."
     echo "Machine: $(nproc) cores, $(uname -r); load average before/after: $LOAD_BEFORE / $LOAD_AFTER;"
     echo "compiler processes (rustc, cc1, ld, clang) seen before/after: $BUSY_BEFORE / $BUSY_AFTER."
-    echo "iperf3 loopback, one stream: ${R[iperf3,tcp]:-–} MB/s."
+    echo "iperf3 loopback, one stream: ${R[iperf3,tcp]:-–} MB/s.${WASMFTPD_LOG:+ wasmftpd run with RUST_LOG=$WASMFTPD_LOG.}"
     echo
     echo "$HEAD"; echo "$SEP"
     for s in "${ORDER[@]}"; do
