@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
-# Side-by-side FTP benchmark: wasmftpd vs vsftpd vs pure-ftpd, over loopback, roots
-# on tmpfs, medians of RUNS runs (bench/ftpbench), plus the iperf3 loopback limit.
+# Side-by-side FTP benchmark: wasmftpd vs vsftpd, pure-ftpd, libunftp and pyftpdlib,
+# over loopback, roots on tmpfs, medians of RUNS runs (bench/ftpbench), plus the iperf3
+# loopback limit.
 #
 # Usage (as root, from anywhere):
 #   bench/compare.sh
 # Environment:
-#   SERVERS="vsftpd pure-ftpd wasmftpd"   which servers, in this order
+#   SERVERS="vsftpd pure-ftpd wasmftpd libunftp pyftpdlib"
+#                                         which servers, in this order. Also known:
+#                                         libunftp-nagle (libunftp's own listener,
+#                                         without TCP_NODELAY; logins only)
 #   RUNS=5                                rounds; each round runs every test once on
 #                                         every server (the first server rotates), and
 #                                         the median over rounds is reported
@@ -18,6 +22,11 @@
 #                                         TRIVIAL_AUTH_CONFIG (TOML lines under
 #                                         [site.bench.auth.config]), by default a user
 #                                         table with the plain-text password
+#   WASMFTPD_LOG=filter                   RUST_LOG for wasmftpd (default: unset, its
+#                                         default info level: 3 log lines per session);
+#                                         e.g. "warn,wasmftpd::server=info" (the script
+#                                         needs the server's 'listening on' line) to run
+#                                         it without per-session logs like the peers
 #   FTPBENCH=path                         ftpbench binary (else built with cargo into
 #                                         CARGO_TARGET_DIR [<repo>/target], -p ftpbench)
 #   PUREFTPD_PREFIX=/opt/pure-ftpd        where an unpacked pure-ftpd lives (see below)
@@ -25,11 +34,23 @@
 #   RESULTS=file.md                       also write the markdown tables there
 #   SHM=/dev/shm                          tmpfs for the server root
 #   SIZE=1073741824                       RETR/STOR file size (smaller for a smoke test)
+#   PEERS_TARGET=/work/targets/peers      cargo target dir for bench/peers/unftp (built
+#                                         --release --locked, only when libunftp is in
+#                                         SERVERS), and home of the pyftpdlib venv
+#   PYFTPDLIB_VENV=dir                    venv with pyftpdlib [$PEERS_TARGET/pyftpdlib-
+#                                         <version>]; made with `python3 -m venv` and
+#                                         `pip install pyftpdlib==<version>` if missing
 #
 # Installs what is missing with apt-get (vsftpd, iperf3, openssl). pure-ftpd and
 # vsftpd conflict as Debian packages (both provide ftp-server), so when vsftpd is
 # installed pure-ftpd is fetched with `apt-get download` and unpacked with `dpkg -x`
 # into PUREFTPD_PREFIX instead (its shared libraries are installed with apt-get).
+#
+# libunftp (bench/peers/unftp, its own cargo workspace) and pyftpdlib
+# (bench/peers/pyftpd.py) check a plain-text password, as wasmftpd-trivial-auth does;
+# their login rates are compared with that row, not with the SHA-512-crypt logins of
+# vsftpd, pure-ftpd and wasmftpd. A peer that fails to build, install or start is
+# reported as skipped (with the reason) and the others are measured.
 #
 # Everything listens on 127.0.0.1 only. A temporary system user `ftpbench` (SHA-512
 # crypt password, used by vsftpd through PAM and as the owner of pure-ftpd's virtual
@@ -39,7 +60,7 @@ set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(dirname "$HERE")
-SERVERS=${SERVERS:-"vsftpd pure-ftpd wasmftpd"}
+SERVERS=${SERVERS:-"vsftpd pure-ftpd wasmftpd libunftp pyftpdlib"}
 RUNS=${RUNS:-5}
 LOGIN_SECS=${LOGIN_SECS:-5}
 LOGIN_CLIENTS=${LOGIN_CLIENTS:-8}
@@ -48,6 +69,10 @@ WASMFTPD=${WASMFTPD:-$REPO/target/release/wasmftpd}
 PUREFTPD_PREFIX=${PUREFTPD_PREFIX:-/opt/pure-ftpd}
 SHM=${SHM:-/dev/shm}
 SIZE=${SIZE:-1073741824}
+PEERS_TARGET=${PEERS_TARGET:-/work/targets/peers}
+PYFTPDLIB_VERSION=2.2.0
+LIBUNFTP_VERSION=0.24.0   # pinned in bench/peers/unftp/Cargo.toml (and its Cargo.lock)
+PYFTPDLIB_VENV=${PYFTPDLIB_VENV:-$PEERS_TARGET/pyftpdlib-$PYFTPDLIB_VERSION}
 BENCH_USER=ftpbench
 BENCH_MARK="wasmftpd bench (temporary)"
 PASS="bench-$RANDOM$RANDOM"
@@ -105,6 +130,31 @@ if [[ " $SERVERS " == *" pure-ftpd "* ]] && [ -z "$PUREFTPD" ]; then
     fi
     PUREFTPD=$(command -v pure-ftpd || echo "$PUREFTPD_PREFIX/usr/sbin/pure-ftpd")
     PUREPW=$(command -v pure-pw || echo "$PUREFTPD_PREFIX/usr/bin/pure-pw")
+fi
+
+# Peers built or installed here; a failure skips that peer only.
+declare -A PEER_SKIP  # PEER_SKIP[name] = reason
+UNFTP_PEER=$PEERS_TARGET/release/unftp-peer
+if [[ " $SERVERS " == *" libunftp"* ]]; then
+    log "building bench/peers/unftp (libunftp $LIBUNFTP_VERSION, release) into $PEERS_TARGET"
+    mkdir -p "$PEERS_TARGET" 2>/dev/null || true
+    if ! (cd "$HERE/peers/unftp" && CARGO_TARGET_DIR=$PEERS_TARGET \
+            cargo build --release --locked -q -j2 >"$PEERS_TARGET/unftp-build.log" 2>&1); then
+        tail -20 "$PEERS_TARGET/unftp-build.log" >&2 || true
+        PEER_SKIP[libunftp]="skipped: bench/peers/unftp did not build (log: $PEERS_TARGET/unftp-build.log)"
+        log "${PEER_SKIP[libunftp]}"
+    fi
+fi
+if [[ " $SERVERS " == *" pyftpdlib "* ]] &&
+    ! "$PYFTPDLIB_VENV/bin/python" -c 'import pyftpdlib' 2>/dev/null; then
+    log "installing pyftpdlib $PYFTPDLIB_VERSION into $PYFTPDLIB_VENV"
+    mkdir -p "$(dirname "$PYFTPDLIB_VENV")" 2>/dev/null || true
+    if ! { command -v python3 >/dev/null || apt_install python3; } ||
+        ! { python3 -m venv "$PYFTPDLIB_VENV" >&2 || { apt_install python3-venv && python3 -m venv "$PYFTPDLIB_VENV" >&2; }; } ||
+        ! "$PYFTPDLIB_VENV/bin/pip" install -q "pyftpdlib==$PYFTPDLIB_VERSION" >&2; then
+        PEER_SKIP[pyftpdlib]="skipped: could not install pyftpdlib $PYFTPDLIB_VERSION into $PYFTPDLIB_VENV"
+        log "${PEER_SKIP[pyftpdlib]}"
+    fi
 fi
 
 if [ -z "${FTPBENCH:-}" ]; then
@@ -253,7 +303,7 @@ EOF
 
 start_wasmftpd_one() { # label config tests
     local log=$WORK/$1.log i port="" pid
-    NO_COLOR=1 "$WASMFTPD" serve --config "$2" --listen 127.0.0.1:0 >"$log" 2>&1 &
+    env NO_COLOR=1 ${WASMFTPD_LOG:+"RUST_LOG=$WASMFTPD_LOG"} "$WASMFTPD" serve --config "$2" --listen 127.0.0.1:0 >"$log" 2>&1 &
     pid=$!; PIDS+=("$pid")
     for i in $(seq 300); do
         port=$(sed 's/\x1b\[[0-9;]*m//g' "$log" | grep -o 'listening on 127\.0\.0\.1:[0-9]*' | head -1 | sed 's/.*://' || true)
@@ -298,6 +348,35 @@ home = \"/\""}"
     fi
 }
 
+# libunftp: bench/peers/unftp, one user, plain password compare. By default it accepts
+# connections itself to set TCP_NODELAY (libunftp has no option for it);
+# libunftp-nagle is libunftp's own listener, measured for logins only (without
+# TCP_NODELAY a session manages ~11 small files/s: every reply waits for a delayed ACK).
+start_libunftp() { # label passive-range tests [extra args]
+    local label=$1 range=$2 tests=$3 port pid; shift 3
+    ORDER+=("$label")
+    if [ -n "${PEER_SKIP[libunftp]:-}" ]; then STATUS[$label]=${PEER_SKIP[libunftp]}; return; fi
+    [ -x "$UNFTP_PEER" ] || { STATUS[$label]="skipped: no binary at $UNFTP_PEER"; return; }
+    port=$(free_port 2141)
+    UNFTP_PEER_PASS=$PASS "$UNFTP_PEER" --root "$ROOT" --port "$port" --user "$BENCH_USER" \
+        --passive "$range" "$@" >"$WORK/$label.log" 2>&1 &
+    pid=$!; PIDS+=("$pid")
+    if wait_port "$pid" "$port" "$WORK/$label.log"; then add_server "$label" "$port" "$tests"
+    else STATUS[$label]="skipped: did not start (log above)"; fi
+}
+
+start_pyftpdlib() {
+    ORDER+=(pyftpdlib)
+    if [ -n "${PEER_SKIP[pyftpdlib]:-}" ]; then STATUS[pyftpdlib]=${PEER_SKIP[pyftpdlib]}; return; fi
+    local port pid
+    port=$(free_port 2161)
+    PYFTPD_PASS=$PASS "$PYFTPDLIB_VENV/bin/python" "$HERE/peers/pyftpd.py" --root "$ROOT" \
+        --port "$port" --user "$BENCH_USER" --passive 45000-45999 >"$WORK/pyftpdlib.log" 2>&1 &
+    pid=$!; PIDS+=("$pid")
+    if wait_port "$pid" "$port" "$WORK/pyftpdlib.log"; then add_server pyftpdlib "$port" "$TESTS"
+    else STATUS[pyftpdlib]="skipped: did not start (log above)"; fi
+}
+
 # --- run ---------------------------------------------------------------------------
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 BUSY_BEFORE=$(ps -eo comm= | grep -cE '^(rustc|cc1|cc1plus|ld|rust-lld|clang)' || true)
@@ -308,6 +387,9 @@ for s in $SERVERS; do
         vsftpd) start_vsftpd ;;
         pure-ftpd) start_pureftpd ;;
         wasmftpd) start_wasmftpd ;;
+        libunftp) start_libunftp libunftp 44000-44999 "$TESTS" ;;
+        libunftp-nagle) start_libunftp libunftp-nagle 46000-46999 login --no-nodelay ;;
+        pyftpdlib) start_pyftpdlib ;;
         *) die "unknown server $s" ;;
     esac
 done
@@ -342,23 +424,30 @@ ratio() { # test value reference
         *) awk -v a="$2" -v b="$3" 'BEGIN{printf "%.2f×", a/b}' ;;
     esac
 }
-best_peer() { # test -> best value among vsftpd and pure-ftpd
-    local t=$1 b="" v
-    for p in vsftpd pure-ftpd; do
+PEERS=(vsftpd pure-ftpd libunftp libunftp-nagle pyftpdlib)
+# Login rates are only compared within one kind of password check: SHA-512 crypt
+# (vsftpd, pure-ftpd, wasmftpd) or none / a plain compare (the rest).
+check_kind() { case $1 in libunftp | libunftp-nagle | pyftpdlib | wasmftpd-trivial-auth) echo plain ;; *) echo crypt ;; esac; }
+comparable() { [ "$1" != login ] || [ "$(check_kind "$2")" = "$(check_kind "$3")" ]; } # test a b
+best_peer() { # test server -> "value name" of the best other peer (logins: same check kind)
+    local t=$1 s=$2 b="" n="" v p better
+    for p in "${PEERS[@]}"; do
         v=${R[$p,$t]:-}
-        [ -z "$v" ] && continue
-        if [ -z "$b" ]; then b=$v
-        elif [ "$t" = list ]; then b=$(awk -v a="$v" -v b="$b" 'BEGIN{print (a<b)?a:b}')
-        else b=$(awk -v a="$v" -v b="$b" 'BEGIN{print (a>b)?a:b}'); fi
+        [ -z "$v" ] || [ "$p" = "$s" ] && continue
+        comparable "$t" "$s" "$p" || continue
+        if [ -z "$b" ]; then better=1
+        elif [ "$t" = list ]; then better=$(awk -v a="$v" -v b="$b" 'BEGIN{print (a<b)?1:0}')
+        else better=$(awk -v a="$v" -v b="$b" 'BEGIN{print (a>b)?1:0}'); fi
+        [ "$better" = 1 ] && { b=$v; n=$p; }
     done
-    echo "$b"
+    [ -z "$b" ] || echo "$b $n"
 }
 
 {
     echo "Run $START: loopback, root on tmpfs ($SHM), medians of $RUNS interleaved rounds; MB = 10^6 bytes."
     echo "Machine: $(nproc) cores, $(uname -r); load average before/after: $LOAD_BEFORE / $LOAD_AFTER;"
     echo "compiler processes (rustc, cc1, ld, clang) seen before/after: $BUSY_BEFORE / $BUSY_AFTER."
-    echo "iperf3 loopback, one stream: ${R[iperf3,tcp]:-–} MB/s."
+    echo "iperf3 loopback, one stream: ${R[iperf3,tcp]:-–} MB/s.${WASMFTPD_LOG:+ wasmftpd run with RUST_LOG=$WASMFTPD_LOG.}"
     echo
     echo "$HEAD"; echo "$SEP"
     for s in "${ORDER[@]}"; do
@@ -370,19 +459,39 @@ best_peer() { # test -> best value among vsftpd and pure-ftpd
         echo "$row |"
     done
     echo
-    echo "Ratios (higher is better; for LIST, reference time / this time):"
+    echo "Password check: SHA-512 crypt for vsftpd, pure-ftpd and wasmftpd; plain compare for"
+    echo "libunftp $LIBUNFTP_VERSION, pyftpdlib $PYFTPDLIB_VERSION and wasmftpd-trivial-auth (${TRIVIAL_AUTH_PLUGIN:-builtin auth-static, anonymous: no check})."
+    echo
+    echo "Ratios (higher is better; for LIST, reference time / this time). Logins are only"
+    echo "compared within one kind of password check (– otherwise); the best peer per column"
+    echo "is named in brackets."
     echo
     echo "| server | vs | RETR | STOR | small files | logins | LIST |"
     echo "|---|---|---:|---:|---:|---:|---:|"
     for s in "${ORDER[@]}"; do
         [ -z "${R[$s,login]:-}${R[$s,retr]:-}" ] && continue
-        for ref in vsftpd best; do
-            row="| $s | $([ $ref = best ] && echo "best peer" || echo vsftpd)"
-            for t in "${TESTS_ALL[@]}"; do
-                if [ $ref = best ]; then r=$(best_peer "$t"); else r=${R[vsftpd,$t]:-}; fi
-                row+=" | $(ratio "$t" "${R[$s,$t]:-}" "$r")"
+        refs=(vsftpd best)
+        if [[ $s == wasmftpd* ]]; then
+            for p in libunftp libunftp-nagle pyftpdlib; do
+                [ -n "${R[$p,login]:-}${R[$p,retr]:-}" ] && refs+=("$p")
             done
-            echo "$row |"
+        fi
+        for ref in "${refs[@]}"; do
+            [ "$ref" = "$s" ] && continue
+            row="| $s | $([ "$ref" = best ] && echo "best peer" || echo "$ref")"
+            any=0
+            for t in "${TESTS_ALL[@]}"; do
+                if [ "$ref" = best ]; then
+                    read -r r n <<<"$(best_peer "$t" "$s")" || true
+                    c=$(ratio "$t" "${R[$s,$t]:-}" "$r")
+                    [ "$c" != "–" ] && [ -n "$n" ] && c+=" ($n)"
+                elif comparable "$t" "$s" "$ref"; then
+                    c=$(ratio "$t" "${R[$s,$t]:-}" "${R[$ref,$t]:-}")
+                else c="–"; fi
+                row+=" | $c"
+                [ "$c" = "–" ] || any=1
+            done
+            [ $any = 0 ] || echo "$row |"
         done
     done
     for s in "${ORDER[@]}"; do
