@@ -457,6 +457,9 @@ async fn stream_chunks_stay_valid_while_held() {
 
 /// Listings take entry types from the directory itself (our own
 /// `read-directory`): every kind, and more entries than one `getdents` reads.
+/// Sizes and times come from the `stat`s our entry stream makes ahead of the
+/// guest (on a helper thread for a directory this large): each must match the
+/// entry's own.
 #[tokio::test]
 async fn storage_fs_lists_every_kind_of_entry() {
     let root = tempfile::tempdir().expect("tempdir");
@@ -473,12 +476,32 @@ async fn storage_fs_lists_every_kind_of_entry() {
         0,
     )
     .expect("mkfifo");
-    for i in 0..1500 {
-        std::fs::write(dir.join(format!("many-{i:04}")), b"").expect("write");
+    for i in 0..1500u64 {
+        let file = std::fs::File::create(dir.join(format!("many-{i:04}"))).expect("create");
+        file.set_len(i % 17).expect("set_len");
+        let when = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000_000 + i * 3600);
+        file.set_modified(when).expect("set_modified");
     }
     let storage = fs_storage(dir, &[]);
     let listing = storage.list_dir("/").await.expect("list");
     assert_eq!(listing.len(), 5 + 1500);
+    for i in 0..1500u64 {
+        let name = format!("many-{i:04}");
+        let entry = listing.iter().find(|e| e.name == name).expect("listed");
+        assert_eq!(entry.metadata.kind, EntryKind::File, "{name}");
+        assert_eq!(entry.metadata.size, i % 17, "{name}");
+        assert_eq!(
+            entry.metadata.modified,
+            Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000_000 + i * 3600)),
+            "{name}"
+        );
+    }
+    // A second listing of the same directory agrees with the first.
+    let mut again = storage.list_dir("/").await.expect("list again");
+    let mut first = listing.clone();
+    first.sort_by(|a, b| a.name.cmp(&b.name));
+    again.sort_by(|a, b| a.name.cmp(&b.name));
+    assert_eq!(first, again);
     let kind_of = |name: &str| {
         let entry = listing.iter().find(|e| e.name == name).expect(name);
         (entry.metadata.kind, entry.metadata.size)

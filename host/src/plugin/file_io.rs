@@ -17,15 +17,30 @@
 //! per entry, most of a 10,000-entry LIST. Ours takes the type from `getdents`
 //! (`d_type`) and only `stat`s (without following symlinks, as before) where
 //! the filesystem does not report it. Same entries, same types, same errors.
+//!
+//! A listing is almost always followed by a `stat-at` of every entry (that is
+//! how a WASI guest learns sizes and times). So our entry stream also `stat`s
+//! each entry as it hands it out, with a helper thread working ahead for a
+//! large directory (see [`Listing`]), and our `stat-at` answers a no-follow
+//! `stat-at` of the entry just handed out, on the listed descriptor, from that
+//! result, once ("readdir-plus", as NFS does it). Anything else goes to
+//! wasmtime-wasi's `stat-at`. The answer is the entry as it was a moment
+//! earlier, which a guest cannot tell from a `stat` made then.
 
-use std::sync::Arc;
+use std::ffi::CString;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use bytes::{Bytes, BytesMut};
 use rustix::io::Errno;
 use wasmtime::StoreContextMut;
 use wasmtime::component::{Linker, Resource, ResourceType};
 use wasmtime_wasi::filesystem::Descriptor;
-use wasmtime_wasi::p2::bindings::filesystem::types::{DescriptorType, DirectoryEntry, ErrorCode};
+use wasmtime_wasi::filesystem::WasiFilesystemView;
+use wasmtime_wasi::p2::bindings::clocks::wall_clock::Datetime;
+use wasmtime_wasi::p2::bindings::filesystem::types::{
+    DescriptorStat, DescriptorType, DirectoryEntry, ErrorCode, HostDescriptor, PathFlags,
+};
 use wasmtime_wasi::p2::{DynInputStream, InputStream, Pollable, StreamError, StreamResult};
 
 use super::instance::HostState;
@@ -47,10 +62,11 @@ pub(super) fn add_to_linker(linker: &mut Linker<HostState>) -> anyhow::Result<()
         "directory-entry-stream",
         ResourceType::host::<DirEntries>(),
         |mut store, rep| {
-            store
-                .data_mut()
-                .table()
-                .delete(Resource::<DirEntries>::new_own(rep))?;
+            let state = store.data_mut();
+            if state.listing == Some(rep) {
+                state.listing = None;
+            }
+            state.table().delete(Resource::<DirEntries>::new_own(rep))?;
             Ok(())
         },
     )?;
@@ -59,6 +75,9 @@ pub(super) fn add_to_linker(linker: &mut Linker<HostState>) -> anyhow::Result<()
         "[method]directory-entry-stream.read-directory-entry",
         read_directory_entry,
     )?;
+    types.func_wrap_async("[method]descriptor.stat-at", |store, args| {
+        Box::new(stat_at(store, args))
+    })?;
     linker.allow_shadowing(false);
     Ok(())
 }
@@ -116,39 +135,274 @@ fn read_at(file: &std::fs::File, len: usize, offset: u64) -> Result<Vec<u8>, Err
     }
 }
 
-/// A directory's entries, read in full by `read-directory` (as wasmtime-wasi
-/// does) and handed out one per `read-directory-entry`.
-struct DirEntries(std::vec::IntoIter<Result<DirectoryEntry, ErrorCode>>);
+/// A directory being listed: its entries as `getdents` gave them, and their
+/// no-follow `statx`, filled in by whichever thread gets to an entry first.
+///
+/// The `stat`s are most of a large listing's time. The guest's thread needs
+/// entry `k`'s metadata when it reads entry `k`; a helper thread works through
+/// the entries from the front meanwhile, and the guest's thread, when it finds
+/// its entry not done yet, takes the next undone ones itself. So both cores
+/// `stat` while the guest does its own per-entry work, and nothing waits on a
+/// lock: each entry is claimed once with an atomic counter, and if the guest
+/// needs an entry the helper claimed but has not finished, it simply `stat`s
+/// it too (the first answer is kept).
+struct Listing {
+    dir: Arc<std::fs::File>,
+    raw: Vec<RawEntry>,
+    stats: Vec<OnceLock<Result<rustix::fs::Statx, Errno>>>,
+    /// The first entry nobody has claimed yet.
+    next_unclaimed: AtomicUsize,
+    /// Set when the guest drops the stream: the helper stops.
+    abandoned: AtomicBool,
+}
+
+/// What `getdents` gave, before names are checked and types completed.
+enum RawEntry {
+    Entry(CString, rustix::fs::FileType),
+    /// `getdents` failed here; the stream ends with this error.
+    Failed(Errno),
+}
+
+/// Below this many entries no helper thread is started: it would cost more
+/// than it saves.
+const ENTRIES_FOR_HELPER: usize = 512;
+
+/// Helper threads running now, across all sessions. They are only useful up
+/// to the number of cores; beyond that a listing is done by its own thread.
+static HELPERS: AtomicUsize = AtomicUsize::new(0);
+
+/// One of the [`HELPERS`] slots; dropping it gives the slot back.
+struct HelperSlot;
+
+impl HelperSlot {
+    fn take() -> bool {
+        // Asking is not free (it reads cgroup files), so ask once.
+        static CORES: OnceLock<usize> = OnceLock::new();
+        let cores =
+            *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        if HELPERS.fetch_add(1, Ordering::Relaxed) < cores {
+            true
+        } else {
+            HELPERS.fetch_sub(1, Ordering::Relaxed);
+            false
+        }
+    }
+}
+
+impl Drop for HelperSlot {
+    fn drop(&mut self) {
+        HELPERS.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Listing {
+    /// Reads the whole directory (as wasmtime-wasi does) and, for a large
+    /// one, starts the helper.
+    fn read(dir: Arc<std::fs::File>) -> Result<Arc<Listing>, Errno> {
+        let raw = read_raw_entries(&dir)?;
+        let listing = Arc::new(Listing {
+            dir,
+            stats: raw.iter().map(|_| OnceLock::new()).collect(),
+            raw,
+            next_unclaimed: AtomicUsize::new(0),
+            abandoned: AtomicBool::new(false),
+        });
+        if listing.raw.len() >= ENTRIES_FOR_HELPER && HelperSlot::take() {
+            let helper = listing.clone();
+            let work = move || {
+                let _slot = HelperSlot;
+                // Each turn does one `stat`; it ends when all are claimed.
+                while !helper.abandoned.load(Ordering::Relaxed) {
+                    if !helper.stat_next() {
+                        break;
+                    }
+                }
+            };
+            // Without a thread the guest's thread does all the work: slower,
+            // the same result.
+            if std::thread::Builder::new()
+                .name("wasmftpd-list".into())
+                .spawn(work)
+                .is_err()
+            {
+                drop(HelperSlot);
+            }
+        }
+        Ok(listing)
+    }
+
+    /// Claims the next unclaimed entry and `stat`s it; false when none is left.
+    fn stat_next(&self) -> bool {
+        let i = self.next_unclaimed.fetch_add(1, Ordering::Relaxed);
+        if i >= self.raw.len() {
+            return false;
+        }
+        let _ = self.stats[i].set(self.stat(i));
+        true
+    }
+
+    fn stat(&self, i: usize) -> Result<rustix::fs::Statx, Errno> {
+        match &self.raw[i] {
+            RawEntry::Entry(name, _) => rustix::fs::statx(
+                &*self.dir,
+                name.as_c_str(),
+                rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+                rustix::fs::StatxFlags::BASIC_STATS | rustix::fs::StatxFlags::BTIME,
+            ),
+            RawEntry::Failed(e) => Err(*e),
+        }
+    }
+
+    /// Entry `k`'s `stat`, doing undone work (the earliest first) until it is
+    /// there.
+    fn wait_stat(&self, k: usize) -> Result<rustix::fs::Statx, Errno> {
+        loop {
+            if let Some(stat) = self.stats[k].get() {
+                return *stat;
+            }
+            if !self.stat_next() {
+                // Everything is claimed and `k` is still being done elsewhere.
+                return *self.stats[k].get_or_init(|| self.stat(k));
+            }
+        }
+    }
+}
+
+/// The guest's `directory-entry-stream`: a [`Listing`] handed out one entry
+/// per `read-directory-entry`.
+struct DirEntries {
+    listing: Arc<Listing>,
+    /// Index of the next entry to hand out.
+    next: usize,
+    /// The entry handed out last and its metadata, until a `stat-at` of it
+    /// takes it.
+    last: Option<(usize, DescriptorStat)>,
+}
+
+impl Drop for DirEntries {
+    fn drop(&mut self) {
+        self.listing.abandoned.store(true, Ordering::Relaxed);
+    }
+}
 
 fn read_directory(
     mut store: StoreContextMut<'_, HostState>,
     (fd,): (Resource<Descriptor>,),
 ) -> Answer<Resource<DirEntries>> {
-    let table = store.data_mut().table();
-    let dir = match table.get(&fd)? {
+    let state = store.data_mut();
+    let dir = match state.table().get(&fd)? {
         Descriptor::Dir(d) => d.dir.clone(),
         Descriptor::File(_) => return Ok((Err(ErrorCode::NotDirectory),)),
     };
-    let entries = match list_entries(&dir) {
-        Ok(entries) => entries,
+    let listing = match Listing::read(dir) {
+        Ok(listing) => listing,
         Err(e) => return Ok((Err(error_code(e)),)),
     };
-    Ok((Ok(table.push(DirEntries(entries.into_iter()))?),))
+    let stream = state.table().push(DirEntries {
+        listing,
+        next: 0,
+        last: None,
+    })?;
+    // Only the newest listing answers `stat-at`: guests list one directory
+    // at a time, and this keeps the lookup a single check.
+    state.listing = Some(stream.rep());
+    Ok((Ok(stream),))
 }
 
+/// The next entry: its type from `getdents`, or from its `stat` where the
+/// filesystem does not report types. As in wasmtime-wasi, a failed
+/// `getdents` ends the stream with its error, while a failed `stat` or a name
+/// that is not UTF-8 (`illegal-byte-sequence`) fails only its own entry.
 fn read_directory_entry(
     mut store: StoreContextMut<'_, HostState>,
     (stream,): (Resource<DirEntries>,),
 ) -> Answer<Option<DirectoryEntry>> {
+    use rustix::fs::FileType;
     let entries = store.data_mut().table().get_mut(&stream)?;
-    Ok((entries.0.next().transpose(),))
+    let k = entries.next;
+    let listing = entries.listing.clone();
+    let Some(raw) = listing.raw.get(k) else {
+        return Ok((Ok(None),));
+    };
+    entries.next += 1;
+    entries.last = None;
+    let (name, file_type) = match raw {
+        RawEntry::Entry(name, file_type) => (name, *file_type),
+        RawEntry::Failed(e) => {
+            entries.next = listing.raw.len();
+            return Ok((Err(error_code(*e)),));
+        }
+    };
+    let stat = listing.wait_stat(k);
+    let file_type = match (file_type, &stat) {
+        (FileType::Unknown, Ok(stat)) => FileType::from_raw_mode(stat.stx_mode.into()),
+        (FileType::Unknown, Err(e)) => return Ok((Err(error_code(*e)),)),
+        (known, _) => known,
+    };
+    let Ok(name) = name.to_str() else {
+        return Ok((Err(ErrorCode::IllegalByteSequence),));
+    };
+    if let Ok(stat) = &stat {
+        entries.last = Some((k, descriptor_stat(stat)));
+    }
+    Ok((Ok(Some(DirectoryEntry {
+        type_: descriptor_type(file_type),
+        name: name.to_string(),
+    })),))
 }
 
-/// All entries but `.` and `..`, with their types. A name that is not UTF-8
-/// fails only its own entry (`illegal-byte-sequence`), like wasmtime-wasi's.
-/// Blocking is fine here for the same reason as in [`read_at`].
-fn list_entries(dir: &std::fs::File) -> Result<Vec<Result<DirectoryEntry, ErrorCode>>, Errno> {
-    use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+/// `stat-at`, answered from the live listing of `fd` when it can be (see the
+/// module comment), else by wasmtime-wasi's own implementation.
+async fn stat_at(
+    mut store: StoreContextMut<'_, HostState>,
+    (fd, flags, path): (Resource<Descriptor>, PathFlags, String),
+) -> Answer<DescriptorStat> {
+    if !flags.contains(PathFlags::SYMLINK_FOLLOW)
+        && let Some(stat) = listed_stat(store.data_mut(), &fd, &path)?
+    {
+        return Ok((Ok(stat),));
+    }
+    let mut view = store.data_mut().filesystem();
+    match HostDescriptor::stat_at(&mut view, fd, flags, path).await {
+        Ok(stat) => Ok((Ok(stat),)),
+        Err(e) => Ok((Err(e.downcast()?),)),
+    }
+}
+
+/// The metadata of `path` if it names the entry the newest listing of `fd`
+/// handed out last (and no `stat-at` took it yet).
+fn listed_stat(
+    state: &mut HostState,
+    fd: &Resource<Descriptor>,
+    path: &str,
+) -> wasmtime::Result<Option<DescriptorStat>> {
+    let Some(stream) = state.listing else {
+        return Ok(None);
+    };
+    let dir = match state.table().get(fd)? {
+        Descriptor::Dir(d) => d.dir.clone(),
+        Descriptor::File(_) => return Ok(None),
+    };
+    let entries = state
+        .table()
+        .get_mut(&Resource::<DirEntries>::new_borrow(stream))?;
+    let Some((k, _)) = &entries.last else {
+        return Ok(None);
+    };
+    let same_entry = Arc::ptr_eq(&entries.listing.dir, &dir)
+        && matches!(&entries.listing.raw[*k],
+            RawEntry::Entry(name, _) if name.as_bytes() == path.as_bytes());
+    Ok(if same_entry {
+        entries.last.take().map(|(_, stat)| stat)
+    } else {
+        None
+    })
+}
+
+/// All entries but `.` and `..`, in `getdents` order; a failed `getdents`
+/// ends the list. Blocking is fine here for the same reason as in [`read_at`].
+fn read_raw_entries(dir: &std::fs::File) -> Result<Vec<RawEntry>, Errno> {
+    use rustix::fs::{Mode, OFlags};
     // A fresh descriptor, so the listing starts at the beginning and does not
     // move the preopen's own position.
     let fd = rustix::fs::openat(
@@ -157,53 +411,64 @@ fn list_entries(dir: &std::fs::File) -> Result<Vec<Result<DirectoryEntry, ErrorC
         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
         Mode::empty(),
     )?;
-    let mut out = Vec::new();
+    let mut raw = Vec::new();
     for entry in rustix::fs::Dir::new(fd)? {
-        // As in wasmtime-wasi, a failure is reported at its place in the
-        // stream: a failed `getdents` ends it, a failed `stat` only its entry.
-        let entry = match entry {
-            Ok(entry) => entry,
-            Err(e) => {
-                out.push(Err(error_code(e)));
-                break;
-            }
-        };
-        let name = entry.file_name().to_bytes();
-        if name == b"." || name == b".." {
-            continue;
-        }
-        let file_type = match entry.file_type() {
-            // The filesystem does not report types in its entries: ask.
-            FileType::Unknown => {
-                match rustix::fs::statat(dir, entry.file_name(), AtFlags::SYMLINK_NOFOLLOW) {
-                    Ok(stat) => FileType::from_raw_mode(stat.st_mode),
-                    Err(e) => {
-                        out.push(Err(error_code(e)));
-                        continue;
-                    }
+        match entry {
+            Ok(entry) => {
+                let name = entry.file_name();
+                if name.to_bytes() != b"." && name.to_bytes() != b".." {
+                    raw.push(RawEntry::Entry(name.to_owned(), entry.file_type()));
                 }
             }
-            known => known,
-        };
-        let type_ = match file_type {
-            FileType::RegularFile => DescriptorType::RegularFile,
-            FileType::Directory => DescriptorType::Directory,
-            FileType::Symlink => DescriptorType::SymbolicLink,
-            FileType::Fifo => DescriptorType::Fifo,
-            FileType::Socket => DescriptorType::Socket,
-            FileType::CharacterDevice => DescriptorType::CharacterDevice,
-            FileType::BlockDevice => DescriptorType::BlockDevice,
-            FileType::Unknown => DescriptorType::Unknown,
-        };
-        out.push(match std::str::from_utf8(name) {
-            Ok(name) => Ok(DirectoryEntry {
-                type_,
-                name: name.to_string(),
-            }),
-            Err(_) => Err(ErrorCode::IllegalByteSequence),
-        });
+            Err(e) => {
+                raw.push(RawEntry::Failed(e));
+                break;
+            }
+        }
     }
-    Ok(out)
+    Ok(raw)
+}
+
+fn descriptor_type(file_type: rustix::fs::FileType) -> DescriptorType {
+    use rustix::fs::FileType;
+    match file_type {
+        FileType::RegularFile => DescriptorType::RegularFile,
+        FileType::Directory => DescriptorType::Directory,
+        FileType::Symlink => DescriptorType::SymbolicLink,
+        FileType::Fifo => DescriptorType::Fifo,
+        FileType::Socket => DescriptorType::Socket,
+        FileType::CharacterDevice => DescriptorType::CharacterDevice,
+        FileType::BlockDevice => DescriptorType::BlockDevice,
+        FileType::Unknown => DescriptorType::Unknown,
+    }
+}
+
+/// The same figures wasmtime-wasi's `stat-at` gives (it takes the status-change
+/// time from the birth time; so do we).
+fn descriptor_stat(stat: &rustix::fs::Statx) -> DescriptorStat {
+    use rustix::fs::StatxFlags;
+    let time = |t: &rustix::fs::StatxTimestamp| {
+        // Times before 1970 have no `datetime`, as in wasmtime-wasi.
+        u64::try_from(t.tv_sec).ok().map(|seconds| Datetime {
+            seconds,
+            nanoseconds: t.tv_nsec,
+        })
+    };
+    let has = |flag: StatxFlags| stat.stx_mask & flag.bits() != 0;
+    DescriptorStat {
+        type_: descriptor_type(rustix::fs::FileType::from_raw_mode(stat.stx_mode.into())),
+        link_count: stat.stx_nlink.into(),
+        size: stat.stx_size,
+        data_access_timestamp: has(StatxFlags::ATIME)
+            .then(|| time(&stat.stx_atime))
+            .flatten(),
+        data_modification_timestamp: has(StatxFlags::MTIME)
+            .then(|| time(&stat.stx_mtime))
+            .flatten(),
+        status_change_timestamp: has(StatxFlags::BTIME)
+            .then(|| time(&stat.stx_btime))
+            .flatten(),
+    }
 }
 
 /// The errors `pread`, `openat`, `getdents` and `stat` can give, as WASI

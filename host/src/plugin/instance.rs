@@ -32,6 +32,9 @@ pub(super) struct HostState {
     limits: MemoryCap,
     /// When the call in progress must have returned.
     deadline: Instant,
+    /// The newest live directory listing (a `directory-entry-stream`), whose
+    /// prefetched metadata answers `stat-at` (see `file_io`).
+    pub(super) listing: Option<u32>,
 }
 
 impl WasiView for HostState {
@@ -130,6 +133,7 @@ impl PluginContext {
             config: self.config.clone(),
             limits: MemoryCap { bytes: memory },
             deadline: Instant::now(),
+            listing: None,
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limits);
