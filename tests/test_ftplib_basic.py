@@ -357,3 +357,57 @@ def test_ipv6_control_and_data_connections(make_server):
     client.storbinary("STOR v6-active.bin", io.BytesIO(data[:1000]))
     assert (server.root / "v6-active.bin").read_bytes() == data[:1000]
     client.quit()
+
+
+def epsv_port(client):
+    return ftplib.parse229(client.sendcmd("EPSV"), client.sock.getpeername())[1]
+
+
+def test_passive_port_is_reused_between_transfers(server):
+    """Consecutive transfers in one session get the same passive port (the
+    server keeps its listener), and every transfer still moves the right
+    bytes."""
+    client = server.ftp()
+    client.voidcmd("TYPE I")
+    ports = set()
+    for i in range(5):
+        data = payload(4096 + i, seed=i)
+        port = epsv_port(client)
+        ports.add(port)
+        conn = socket.create_connection(("127.0.0.1", port), timeout=5)
+        client.putcmd(f"STOR small-{i}.bin")
+        assert client.getmultiline().startswith("150")
+        conn.sendall(data)
+        conn.close()
+        assert client.getmultiline().startswith("226")
+        assert (server.root / f"small-{i}.bin").read_bytes() == data
+        assert retr(client, f"small-{i}.bin") == data
+    # ftplib's own RETR above asked for PASV; all of them share one port.
+    assert len(ports) == 1, ports
+
+
+def test_reused_passive_port_ignores_an_abandoned_connection(server):
+    """A client that connects after EPSV but never transfers, then asks again,
+    must get its new connection used, not the abandoned one: an upload that
+    went to the stale connection would store an empty file."""
+    client = server.ftp()
+    client.voidcmd("TYPE I")
+    first = epsv_port(client)
+    stale = socket.create_connection(("127.0.0.1", first), timeout=5)
+    second = epsv_port(client)
+    assert second == first
+    fresh = socket.create_connection(("127.0.0.1", second), timeout=5)
+    client.putcmd("STOR kept.bin")
+    assert client.getmultiline().startswith("150")
+    data = payload(10000, seed=7)
+    fresh.sendall(data)
+    fresh.close()
+    assert client.getmultiline().startswith("226")
+    assert (server.root / "kept.bin").read_bytes() == data
+    # The server dropped the stale connection rather than leaving it open.
+    stale.settimeout(5)
+    try:
+        assert stale.recv(1) == b""
+    except ConnectionResetError:
+        pass
+    stale.close()

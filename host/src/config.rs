@@ -177,6 +177,7 @@ fn build(at: &Locator, server: RawServer, sites: Vec<SiteConfig>) -> Result<Conf
     let session = SessionSettings {
         idle_timeout: server.idle_timeout.map_or(defaults.idle_timeout, |d| d.0),
         data_timeout: server.data_timeout.map_or(defaults.data_timeout, |d| d.0),
+        passive_keep: server.passive_keep.map_or(defaults.passive_keep, |d| d.0),
         passive_ports: server
             .passive_ports
             .map_or(defaults.passive_ports.clone(), |p| p.0),
@@ -498,6 +499,7 @@ struct RawServer {
     passive_address: Option<IpAddr>,
     idle_timeout: Option<HumanDuration>,
     data_timeout: Option<HumanDuration>,
+    passive_keep: Option<HumanDuration>,
     login_failure_delay: Option<HumanDuration>,
     max_login_failures: Option<u32>,
     max_connections: Option<usize>,

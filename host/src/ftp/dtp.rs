@@ -34,8 +34,9 @@ const QUEUE: usize = 4;
 /// Where the next data connection comes from.
 #[derive(Debug)]
 pub enum DataEndpoint {
-    /// PASV/EPSV: we listen, the client connects.
-    Passive(TcpListener),
+    /// PASV/EPSV: we listen, the client connects. Shared with the session,
+    /// which keeps the listener for its next PASV/EPSV.
+    Passive(Arc<TcpListener>),
     /// PORT/EPRT: we connect to the client.
     Active(SocketAddr),
 }
@@ -109,6 +110,25 @@ fn bind_listener(addr: SocketAddr) -> io::Result<TcpListener> {
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;
     socket.listen(8)
+}
+
+/// Whether `port` belongs to the passive range; a range of just port 0 means
+/// "any port the system picks", as in [`listen`].
+pub fn in_passive_range(ports: &RangeInclusive<u16>, port: u16) -> bool {
+    ports.contains(&port) || (*ports.start() == 0 && *ports.end() == 0)
+}
+
+/// Accepts and drops every connection already waiting on `listener`, so a
+/// reused passive port starts empty: a connection the client made for an
+/// earlier PASV/EPSV and then abandoned must not become the next transfer's
+/// data connection. Asks the socket itself (non-blocking), not tokio's cached
+/// readiness, which may not have seen the newest connection yet.
+pub fn drain_pending(listener: &TcpListener) {
+    let socket = socket2::SockRef::from(listener);
+    while let Ok((stream, from)) = socket.accept() {
+        debug!(?from, "dropped a stale connection to a reused passive port");
+        drop(stream);
+    }
 }
 
 fn random_u32() -> u32 {

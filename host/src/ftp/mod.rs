@@ -45,6 +45,9 @@ pub struct SessionSettings {
     pub idle_timeout: Duration,
     /// Limit for a data connection to open, and for a stalled transfer.
     pub data_timeout: Duration,
+    /// How long an idle session keeps its passive listener for the next
+    /// PASV/EPSV (zero: a new listener each time).
+    pub passive_keep: Duration,
     /// Passive ports, unless the site has its own range.
     pub passive_ports: RangeInclusive<u16>,
     /// Address advertised in PASV replies (behind NAT); `None` uses the control
@@ -65,6 +68,7 @@ impl Default for SessionSettings {
         SessionSettings {
             idle_timeout: Duration::from_secs(600),
             data_timeout: Duration::from_secs(10),
+            passive_keep: Duration::from_secs(5),
             passive_ports: 49152..=65534,
             passive_address: None,
             allow_foreign_data: false,

@@ -640,6 +640,71 @@ async fn over_long_line_is_refused_and_discarded() {
 }
 
 #[tokio::test]
+async fn passive_port_is_kept_between_transfers_then_released() {
+    within(async {
+        let server = Server::start_with(|s| s.passive_keep = Duration::from_millis(300)).await;
+        let mut c = server.logged_in().await;
+        c.expect("TYPE I", 200).await;
+        let text = c.expect("EPSV", 229).await;
+        let port = Client::epsv_port(&text);
+        let data = TcpStream::connect((server.addr.ip(), port))
+            .await
+            .expect("connect");
+        c.upload(data, "STOR kept", b"first").await;
+        // The next EPSV answers with the same port, and it works.
+        let text = c.expect("EPSV", 229).await;
+        assert_eq!(Client::epsv_port(&text), port);
+        let data = TcpStream::connect((server.addr.ip(), port))
+            .await
+            .expect("connect");
+        assert_eq!(c.download(data, "RETR kept").await, b"first");
+        // Idle past passive_keep: the port is given back.
+        tokio::time::sleep(Duration::from_millis(900)).await;
+        assert!(TcpStream::connect((server.addr.ip(), port)).await.is_err());
+        c.expect("NOOP", 200).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn passive_keep_zero_opens_a_new_port_each_time() {
+    within(async {
+        let server = Server::start_with(|s| s.passive_keep = Duration::ZERO).await;
+        let mut c = server.logged_in().await;
+        let text = c.expect("EPSV", 229).await;
+        let first = Client::epsv_port(&text);
+        let data = TcpStream::connect((server.addr.ip(), first))
+            .await
+            .expect("connect");
+        c.download(data, "LIST").await;
+        // The first listener is closed once its transfer is over.
+        assert!(TcpStream::connect((server.addr.ip(), first)).await.is_err());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn kept_passive_port_does_not_extend_the_idle_timeout() {
+    within(async {
+        let server = Server::start_with(|s| {
+            s.idle_timeout = Duration::from_millis(400);
+            s.passive_keep = Duration::from_millis(100);
+        })
+        .await;
+        let mut c = server.logged_in().await;
+        c.expect("EPSV", 229).await;
+        let waited = std::time::Instant::now();
+        assert_eq!(c.reply().await.0, 421);
+        assert!(
+            waited.elapsed() < Duration::from_millis(1500),
+            "{:?}",
+            waited.elapsed()
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn idle_timeout_closes_with_421() {
     within(async {
         let server = Server::start_with(|s| s.idle_timeout = Duration::from_millis(200)).await;

@@ -2,6 +2,7 @@
 //! directory listings and the TYPE A size computation.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use tokio::net::TcpListener;
 
@@ -10,7 +11,7 @@ use crate::ftp::dtp::{self, Job};
 use crate::ftp::listing;
 use crate::ftp::path;
 use crate::ftp::reply::{Reply, ReplyCode};
-use crate::ftp::session::{HandlerResult, OrReply, Session, Target, TransferType};
+use crate::ftp::session::{HandlerResult, KeptListener, OrReply, Session, Target, TransferType};
 
 /// Largest file whose TYPE A size SIZE computes by reading it.
 pub const ASCII_SIZE_LIMIT: u64 = 64 * 1024 * 1024;
@@ -33,21 +34,47 @@ pub fn cant_listen() -> Reply {
 }
 
 /// A listener on the control connection's local address, in the site's
-/// passive port range (or the server's).
-pub async fn passive_listener(session: &mut Session) -> Result<TcpListener, Reply> {
-    // A new PASV replaces the previous listener.
+/// passive port range (or the server's): the session's kept one when it is
+/// still usable, else a new one, which the session then keeps.
+pub async fn passive_listener(session: &mut Session) -> Result<Arc<TcpListener>, Reply> {
+    // A new PASV replaces the previous endpoint.
     session.data = None;
     let ports = session
         .site
         .as_ref()
         .and_then(|site| site.passive_ports.clone())
         .unwrap_or_else(|| session.settings.passive_ports.clone());
-    dtp::listen(session.local.ip(), &ports)
-        .await
-        .map_err(|err| {
-            tracing::warn!(%err, "no passive port available");
-            cant_listen()
-        })
+    if let Some(kept) = session.kept_listener.take() {
+        let usable = Arc::strong_count(&kept.listener) == 1
+            && kept.listener.local_addr().is_ok_and(|addr| {
+                addr.ip() == session.local.ip() && dtp::in_passive_range(&ports, addr.port())
+            });
+        if usable {
+            dtp::drain_pending(&kept.listener);
+            let listener = kept.listener.clone();
+            session.kept_listener = Some(keep(session, kept.listener));
+            return Ok(listener);
+        }
+    }
+    let listener = Arc::new(
+        dtp::listen(session.local.ip(), &ports)
+            .await
+            .map_err(|err| {
+                tracing::warn!(%err, "no passive port available");
+                cant_listen()
+            })?,
+    );
+    if !session.settings.passive_keep.is_zero() {
+        session.kept_listener = Some(keep(session, listener.clone()));
+    }
+    Ok(listener)
+}
+
+fn keep(session: &Session, listener: Arc<TcpListener>) -> KeptListener {
+    KeptListener {
+        listener,
+        until: tokio::time::Instant::now() + session.settings.passive_keep,
+    }
 }
 
 /// RFC 2577: active data connections go only to the client itself and never
