@@ -12,6 +12,7 @@
 //! - [`site`]: a virtual site (its backends and limits) as the protocol sees it.
 //! - [`server`]: listeners, connection limits, shutdown.
 //! - [`cli`]: the command line.
+//! - [`log_writer`]: where log lines go (buffered, written by a background thread).
 //! - [`kit`]: the plugin author's tools (`wasmftpd plugin test|inspect|bench`): the
 //!   conformance batteries every plugin must pass, through [`plugin`]'s public API.
 
@@ -20,6 +21,7 @@ pub mod cli;
 pub mod config;
 pub mod ftp;
 pub mod kit;
+pub mod log_writer;
 pub mod plugin;
 pub mod server;
 pub mod site;
