@@ -411,3 +411,27 @@ def test_reused_passive_port_ignores_an_abandoned_connection(server):
     except ConnectionResetError:
         pass
     stale.close()
+
+
+def test_wildcards_work_like_mget(server):
+    """What a classic client's `mget dir/*.txt` does: NLST with a wildcard,
+    then RETR each returned name as it is."""
+    (server.root / "docs").mkdir()
+    wanted = {}
+    for i in range(3):
+        data = payload(1000 + i, seed=i)
+        (server.root / "docs" / f"part{i}.txt").write_bytes(data)
+        wanted[f"docs/part{i}.txt"] = data
+    (server.root / "docs" / "notes.md").write_bytes(b"not this")
+    (server.root / "docs" / ".secret.txt").write_bytes(b"nor this")
+    client = server.ftp()
+    client.voidcmd("TYPE I")
+    names = client.nlst("docs/*.txt")
+    assert sorted(names) == sorted(wanted)
+    for name in names:
+        assert retr(client, name) == wanted[name]
+    listing = []
+    client.retrlines("LIST docs/part?.txt", listing.append)
+    assert len(listing) == 3 and all(line.startswith("-rw") for line in listing)
+    with pytest.raises(ftplib.error_perm, match="^550"):
+        client.nlst("docs/*.zip")

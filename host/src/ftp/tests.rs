@@ -520,6 +520,53 @@ async fn rename_sequence() {
 }
 
 #[tokio::test]
+async fn wildcards_in_the_last_segment_of_list_nlst_and_stat() {
+    within(async {
+        let server = Server::start().await;
+        for name in [
+            "a.txt",
+            "b.txt",
+            "c.log",
+            ".hidden.txt",
+            "lit[1].txt",
+            "lit1.txt",
+        ] {
+            server.fs.put_file(&format!("/home/alice/{name}"), b"x");
+        }
+        server.fs.mkdir_all("/home/alice/dir");
+        server.fs.put_file("/home/alice/dir/x.txt", b"xx");
+        let mut c = server.logged_in().await;
+        // Sorted; a leading dot must be matched literally, as in a shell.
+        assert_eq!(
+            c.list("NLST *.txt").await,
+            "a.txt\r\nb.txt\r\nlit1.txt\r\nlit[1].txt\r\n"
+        );
+        assert_eq!(c.list("NLST .*").await, ".hidden.txt\r\n");
+        // The directory part comes back as written, so the names work in RETR.
+        assert_eq!(c.list("NLST dir/*.txt").await, "dir/x.txt\r\n");
+        assert_eq!(c.list("NLST /dir/?.txt").await, "/dir/x.txt\r\n");
+        assert_eq!(c.list("NLST [ab].txt").await, "a.txt\r\nb.txt\r\n");
+        // An existing literal name wins over its reading as a pattern.
+        assert_eq!(c.list("NLST lit[1].txt").await, "lit[1].txt\r\n");
+        let list = c.list("LIST -l *.log").await;
+        assert_eq!(list.lines().count(), 1, "{list}");
+        assert!(list.ends_with(" c.log\r\n"), "{list}");
+        let stat = c.expect("STAT *.txt", 213).await;
+        assert!(
+            stat.contains(" a.txt\n") && stat.contains(" b.txt\n"),
+            "{stat}"
+        );
+        assert!(!stat.contains("c.log"), "{stat}");
+        // No match is an error, as `ls` makes it; so is a wildcard directory part.
+        let _data = c.pasv().await;
+        c.expect("NLST *.zip", 550).await;
+        let _data = c.pasv().await;
+        c.expect("NLST d*/x.txt", 550).await;
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn listings_with_utf8_names() {
     within(async {
         let server = Server::start().await;

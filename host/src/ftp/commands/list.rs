@@ -1,8 +1,8 @@
 //! LIST (RFC 959 section 4.1.3): `ls -l` lines over the data connection for a
-//! directory, or one line for a file. `ls` flags (`-a`, `-l`, `-la`) are
+//! directory, or one line for a file, or the entries matching a wildcard in
+//! the last segment (`LIST *.txt`). `ls` flags (`-a`, `-l`, `-la`) are
 //! accepted and ignored: every entry is always shown.
 
-use crate::backend::Permissions;
 use crate::ftp::dtp::{Job, Source};
 use crate::ftp::session::{HandlerResult, Session};
 
@@ -10,16 +10,15 @@ use super::shared;
 
 pub async fn run(session: &mut Session, arg: &str) -> HandlerResult {
     session.require_data_endpoint()?;
-    let target = session.target(shared::strip_list_flags(arg), Permissions::LIST)?;
-    let (_, entries) = shared::entries(&target).await?;
-    let text = shared::long_listing(&entries);
+    let listed = shared::list_argument(session, arg).await?;
+    let text = shared::long_listing(&listed.entries);
     session.start_transfer(
         Job::Send {
             source: Source::Bytes(text.into_bytes()),
             ascii: false,
             skip: 0,
         },
-        format!("LIST {}", target.client),
+        format!("LIST {}", listed.client),
         "Here comes the directory listing",
     )
 }

@@ -1,7 +1,8 @@
 //! NLST (RFC 959 section 4.1.3): names only, one per line. A file path gives
-//! that file's name.
+//! that file's name. A wildcard in the last segment (`NLST dir/*.txt`, what a
+//! classic client's `mget` sends) gives the matching names with the directory
+//! part as written (`dir/a.txt`), ready for RETR.
 
-use crate::backend::Permissions;
 use crate::ftp::dtp::{Job, Source};
 use crate::ftp::session::{HandlerResult, Session};
 
@@ -9,12 +10,13 @@ use super::shared;
 
 pub async fn run(session: &mut Session, arg: &str) -> HandlerResult {
     session.require_data_endpoint()?;
-    let target = session.target(shared::strip_list_flags(arg), Permissions::LIST)?;
-    let (_, entries) = shared::entries(&target).await?;
-    let mut text = String::with_capacity(entries.len() * 16);
-    for entry in &entries {
+    let listed = shared::list_argument(session, arg).await?;
+    let prefix = listed.glob_prefix.as_deref().unwrap_or("");
+    let mut text = String::with_capacity(listed.entries.len() * (16 + prefix.len()));
+    for entry in &listed.entries {
         // A name with a line break would read as two names.
         if !entry.name.chars().any(char::is_control) {
+            text.push_str(prefix);
             text.push_str(&entry.name);
             text.push_str("\r\n");
         }
@@ -25,7 +27,7 @@ pub async fn run(session: &mut Session, arg: &str) -> HandlerResult {
             ascii: false,
             skip: 0,
         },
-        format!("NLST {}", target.client),
+        format!("NLST {}", listed.client),
         "Here comes the directory listing",
     )
 }

@@ -151,6 +151,79 @@ pub fn strip_list_flags(arg: &str) -> &str {
     rest
 }
 
+/// What LIST, NLST and STAT show for their argument.
+pub struct Listed {
+    /// The path listed, as the client sees it (the directory, for a wildcard).
+    pub client: String,
+    /// Sorted by name.
+    pub entries: Vec<DirEntry>,
+    /// For a wildcard argument, its directory part as the client wrote it
+    /// (`dir/` for `dir/*.txt`, empty for `*.txt`): NLST puts it before each
+    /// name, so that `mget` can RETR the names as they are.
+    pub glob_prefix: Option<String>,
+}
+
+/// The entries LIST, NLST and STAT show for `arg` (after `ls` flags): a
+/// directory's entries, a file itself, or, when the last path segment has
+/// shell wildcards (`*`, `?`, `[...]`) and no entry has that literal name, the
+/// entries of its directory that match (a leading `.` must be matched
+/// literally, as in a shell). No match is `550`, as `ls` fails.
+pub async fn list_argument(session: &mut Session, arg: &str) -> Result<Listed, Reply> {
+    let arg = strip_list_flags(arg);
+    let target = session.target(arg, Permissions::LIST)?;
+    if let Some((dir, pattern)) = split_wildcard(arg) {
+        match target.fs.stat(&target.storage).await {
+            Err(err) if err.kind == ErrorKind::NotFound => {
+                let dir_target = session.target(dir, Permissions::LIST)?;
+                let (is_dir, entries) = entries(&dir_target).await?;
+                if !is_dir {
+                    return Err(Reply::new(ReplyCode::FileNotAvailable, "No files found"));
+                }
+                let options = glob::MatchOptions {
+                    case_sensitive: true,
+                    require_literal_separator: true,
+                    require_literal_leading_dot: true,
+                };
+                let matching: Vec<DirEntry> = entries
+                    .into_iter()
+                    .filter(|e| pattern.matches_with(&e.name, options))
+                    .collect();
+                if matching.is_empty() {
+                    return Err(Reply::new(ReplyCode::FileNotAvailable, "No files found"));
+                }
+                return Ok(Listed {
+                    client: dir_target.client,
+                    entries: matching,
+                    glob_prefix: Some(dir.to_string()),
+                });
+            }
+            // The literal name exists (or the check failed): list it as is.
+            _ => {}
+        }
+    }
+    let (_, entries) = entries(&target).await?;
+    Ok(Listed {
+        client: target.client,
+        entries,
+        glob_prefix: None,
+    })
+}
+
+/// `dir/pattern` split where the last segment has wildcards and the directory
+/// part has none (only the last segment is expanded). `None` when there is
+/// nothing to expand or the pattern is not a valid one.
+fn split_wildcard(arg: &str) -> Option<(&str, glob::Pattern)> {
+    let is_wild = |s: &str| s.contains(['*', '?', '[']);
+    let (dir, last) = match arg.rfind('/') {
+        Some(i) => (&arg[..=i], &arg[i + 1..]),
+        None => ("", arg),
+    };
+    if !is_wild(last) || is_wild(dir) {
+        return None;
+    }
+    Some((dir, glob::Pattern::new(last).ok()?))
+}
+
 /// What a listing of `target` contains: a directory's entries (sorted by
 /// name), or the entry itself when it names a file.
 pub async fn entries(target: &Target) -> Result<(bool, Vec<DirEntry>), Reply> {

@@ -4,19 +4,20 @@
 
 use std::sync::atomic::Ordering;
 
-use crate::backend::Permissions;
 use crate::ftp::reply::{Reply, ReplyCode};
 use crate::ftp::session::{HandlerResult, Session, TransferType};
 
 use super::shared;
 
 pub async fn run(session: &mut Session, arg: &str) -> HandlerResult {
-    let path = shared::strip_list_flags(arg);
     if !arg.trim().is_empty() {
-        let target = session.target(path, Permissions::LIST)?;
-        let (_, entries) = shared::entries(&target).await?;
-        let mut lines = vec![format!("Status of {}:", target.client)];
-        lines.extend(shared::long_listing(&entries).lines().map(str::to_string));
+        let listed = shared::list_argument(session, arg).await?;
+        let mut lines = vec![format!("Status of {}:", listed.client)];
+        lines.extend(
+            shared::long_listing(&listed.entries)
+                .lines()
+                .map(str::to_string),
+        );
         lines.push("End of status".to_string());
         return Ok(Reply::multi(ReplyCode::FileStatus, lines));
     }
