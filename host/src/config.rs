@@ -614,10 +614,30 @@ memory_limit = "32MiB"
 "#;
 
     #[test]
+    fn passive_keep_can_be_set_or_turned_off() {
+        let text = MINIMAL.replace("[server]", "[server]\npassive_keep = \"0s\"");
+        assert_eq!(
+            parse_str(&text).expect("valid").session.passive_keep,
+            Duration::ZERO
+        );
+        let text = MINIMAL.replace("[server]", "[server]\npassive_keep = \"750ms\"");
+        assert_eq!(
+            parse_str(&text).expect("valid").session.passive_keep,
+            Duration::from_millis(750)
+        );
+        let text = MINIMAL.replace("[server]", "[server]\npassive_keep = \"soon\"");
+        assert_eq!(
+            parse_str(&text).expect_err("bad").key,
+            "server.passive_keep"
+        );
+    }
+
+    #[test]
     fn minimal_config_parses_with_units() {
         let config = parse_str(MINIMAL).expect("valid");
         assert_eq!(config.listen, vec!["127.0.0.1:2121".parse().unwrap()]);
         assert_eq!(config.session.idle_timeout, Duration::from_secs(30));
+        assert_eq!(config.session.passive_keep, Duration::from_secs(2));
         assert_eq!(config.default_site.as_deref(), Some("main"));
         let site = &config.sites[0];
         assert_eq!(site.storage.limits.memory, 32 * 1024 * 1024);

@@ -71,7 +71,7 @@ impl Default for SessionSettings {
         SessionSettings {
             idle_timeout: Duration::from_secs(600),
             data_timeout: Duration::from_secs(10),
-            passive_keep: Duration::from_secs(5),
+            passive_keep: Duration::from_secs(2),
             passive_ports: 49152..=65534,
             passive_address: None,
             allow_foreign_data: false,
