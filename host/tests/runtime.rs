@@ -832,3 +832,29 @@ async fn an_auth_plugin_that_fails_costs_one_login() {
         assert_eq!(good.user, "someone");
     }
 }
+
+/// Listings are read in blocks of 256 entries and a helper starts at 512:
+/// sizes on and around those boundaries list every entry exactly once, with
+/// its own size.
+#[tokio::test]
+async fn storage_fs_lists_directories_of_every_size_around_the_block_boundaries() {
+    for count in [0usize, 1, 255, 256, 257, 511, 512, 513, 768] {
+        let root = tempfile::tempdir().expect("tempdir");
+        for i in 0..count {
+            std::fs::write(root.path().join(format!("f{i:04}")), vec![b'x'; i % 5]).expect("write");
+        }
+        let storage = fs_storage(root.path(), &[]);
+        let mut listing = storage.list_dir("/").await.expect("list");
+        listing.sort_by(|a, b| a.name.cmp(&b.name));
+        assert_eq!(listing.len(), count, "{count} entries");
+        for (i, entry) in listing.iter().enumerate() {
+            assert_eq!(entry.name, format!("f{i:04}"));
+            assert_eq!(
+                entry.metadata.size,
+                (i % 5) as u64,
+                "{count}: {}",
+                entry.name
+            );
+        }
+    }
+}

@@ -29,7 +29,7 @@
 
 use std::ffi::CString;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use bytes::{Bytes, BytesMut};
 use rustix::io::Errno;
@@ -138,22 +138,45 @@ fn read_at(file: &std::fs::File, len: usize, offset: u64) -> Result<Vec<u8>, Err
 /// A directory being listed: its entries as `getdents` gave them, and their
 /// no-follow `statx`, filled in by whichever thread gets to an entry first.
 ///
-/// The `stat`s are most of a large listing's time. The guest's thread needs
-/// entry `k`'s metadata when it reads entry `k`; a helper thread works through
-/// the entries from the front meanwhile, and the guest's thread, when it finds
-/// its entry not done yet, takes the next undone ones itself. So both cores
-/// `stat` while the guest does its own per-entry work, and nothing waits on a
-/// lock: each entry is claimed once with an atomic counter, and if the guest
-/// needs an entry the helper claimed but has not finished, it simply `stat`s
-/// it too (the first answer is kept).
+/// The `stat`s are most of a large listing's time. A helper thread works
+/// through the entries from the front, starting while the guest's thread is
+/// still reading the directory (entries are published in blocks as they are
+/// read). The guest's thread needs entry `k`'s metadata when it hands out
+/// entry `k`; when it finds it not done yet, it takes the next undone entries
+/// itself. So both cores work and nothing waits on a lock: each entry is
+/// claimed once with an atomic counter, and if the guest needs an entry the
+/// helper claimed but has not finished, it simply `stat`s it too (the first
+/// answer is kept).
 struct Listing {
     dir: Arc<std::fs::File>,
-    raw: Vec<RawEntry>,
-    stats: Vec<OnceLock<Result<rustix::fs::Statx, Errno>>>,
+    /// Published in order while the directory is read; every block but the
+    /// last holds [`BLOCK`] entries.
+    blocks: RwLock<Vec<Arc<Block>>>,
+    /// The number of entries, set once the whole directory has been read.
+    total: OnceLock<usize>,
     /// The first entry nobody has claimed yet.
     next_unclaimed: AtomicUsize,
     /// Set when the guest drops the stream: the helper stops.
     abandoned: AtomicBool,
+    /// The helper, woken when a block is published.
+    helper: OnceLock<std::thread::Thread>,
+}
+
+/// Entries are published to the helper this many at a time.
+const BLOCK: usize = 256;
+
+struct Block {
+    raw: Vec<RawEntry>,
+    stats: Vec<OnceLock<Result<rustix::fs::Statx, Errno>>>,
+}
+
+impl Block {
+    fn new(raw: Vec<RawEntry>) -> Arc<Block> {
+        Arc::new(Block {
+            stats: raw.iter().map(|_| OnceLock::new()).collect(),
+            raw,
+        })
+    }
 }
 
 /// What `getdents` gave, before names are checked and types completed.
@@ -163,8 +186,22 @@ enum RawEntry {
     Failed(Errno),
 }
 
-/// Below this many entries no helper thread is started: it would cost more
-/// than it saves.
+/// The block a thread is working in, so that finding an entry takes no lock.
+#[derive(Default)]
+struct BlockCursor(Option<(usize, Arc<Block>)>);
+
+impl BlockCursor {
+    fn get(&mut self, listing: &Listing, index: usize) -> Option<&Block> {
+        if self.0.as_ref().is_none_or(|(cached, _)| *cached != index) {
+            let blocks = listing.blocks.read().unwrap_or_else(|e| e.into_inner());
+            self.0 = Some((index, blocks.get(index)?.clone()));
+        }
+        self.0.as_ref().map(|(_, block)| &**block)
+    }
+}
+
+/// Once this many entries are read a helper thread is started; below it one
+/// would cost more than it saves.
 const ENTRIES_FOR_HELPER: usize = 512;
 
 /// Helper threads running now, across all sessions. They are only useful up
@@ -195,54 +232,142 @@ impl Drop for HelperSlot {
     }
 }
 
+/// What [`Listing::stat_next`] did.
+enum Claim {
+    Done,
+    NothingLeft,
+}
+
 impl Listing {
-    /// Reads the whole directory (as wasmtime-wasi does) and, for a large
-    /// one, starts the helper.
+    /// Reads the whole directory (as wasmtime-wasi does: all entries before
+    /// the first is handed out), starting the helper once it is large enough.
+    /// All entries but `.` and `..`, in `getdents` order; a failed `getdents`
+    /// ends the list. Blocking is fine here for the same reason as in
+    /// [`read_at`].
     fn read(dir: Arc<std::fs::File>) -> Result<Arc<Listing>, Errno> {
-        let raw = read_raw_entries(&dir)?;
+        use rustix::fs::{Mode, OFlags};
+        // A fresh descriptor, so the listing starts at the beginning and does
+        // not move the preopen's own position.
+        let fd = rustix::fs::openat(
+            &*dir,
+            ".",
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        let entries = rustix::fs::Dir::new(fd)?;
         let listing = Arc::new(Listing {
             dir,
-            stats: raw.iter().map(|_| OnceLock::new()).collect(),
-            raw,
+            blocks: RwLock::new(Vec::new()),
+            total: OnceLock::new(),
             next_unclaimed: AtomicUsize::new(0),
             abandoned: AtomicBool::new(false),
+            helper: OnceLock::new(),
         });
-        if listing.raw.len() >= ENTRIES_FOR_HELPER && HelperSlot::take() {
-            let helper = listing.clone();
-            let work = move || {
-                let _slot = HelperSlot;
-                // Each turn does one `stat`; it ends when all are claimed.
-                while !helper.abandoned.load(Ordering::Relaxed) {
-                    if !helper.stat_next() {
-                        break;
+        let mut block = Vec::with_capacity(BLOCK);
+        let mut published = 0;
+        for entry in entries {
+            match entry {
+                Ok(entry) => {
+                    let name = entry.file_name();
+                    if name.to_bytes() == b"." || name.to_bytes() == b".." {
+                        continue;
                     }
+                    block.push(RawEntry::Entry(name.to_owned(), entry.file_type()));
                 }
-            };
-            // Without a thread the guest's thread does all the work: slower,
-            // the same result.
-            if std::thread::Builder::new()
-                .name("wasmftpd-list".into())
-                .spawn(work)
-                .is_err()
-            {
-                drop(HelperSlot);
+                Err(e) => {
+                    block.push(RawEntry::Failed(e));
+                    break;
+                }
             }
+            if block.len() == BLOCK {
+                listing.publish(std::mem::replace(&mut block, Vec::with_capacity(BLOCK)));
+                published += BLOCK;
+                if published == ENTRIES_FOR_HELPER {
+                    Listing::start_helper(&listing);
+                }
+            }
+        }
+        // Every published block is full.
+        let total = listing
+            .blocks
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
+            * BLOCK
+            + block.len();
+        listing.publish(block);
+        let _ = listing.total.set(total);
+        if let Some(helper) = listing.helper.get() {
+            helper.unpark();
         }
         Ok(listing)
     }
 
-    /// Claims the next unclaimed entry and `stat`s it; false when none is left.
-    fn stat_next(&self) -> bool {
-        let i = self.next_unclaimed.fetch_add(1, Ordering::Relaxed);
-        if i >= self.raw.len() {
-            return false;
+    fn publish(&self, raw: Vec<RawEntry>) {
+        self.blocks
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Block::new(raw));
+        if let Some(helper) = self.helper.get() {
+            helper.unpark();
         }
-        let _ = self.stats[i].set(self.stat(i));
-        true
     }
 
-    fn stat(&self, i: usize) -> Result<rustix::fs::Statx, Errno> {
-        match &self.raw[i] {
+    fn start_helper(listing: &Arc<Listing>) {
+        if !HelperSlot::take() {
+            return;
+        }
+        let helper = listing.clone();
+        let work = move || {
+            let _slot = HelperSlot;
+            let mut cursor = BlockCursor::default();
+            while !helper.abandoned.load(Ordering::Relaxed) {
+                if let Claim::NothingLeft = helper.stat_next(&mut cursor, true) {
+                    break;
+                }
+            }
+        };
+        // Without a thread the guest's thread does all the work: slower, the
+        // same result.
+        match std::thread::Builder::new()
+            .name("wasmftpd-list".into())
+            .spawn(work)
+        {
+            Ok(thread) => {
+                let _ = listing.helper.set(thread.thread().clone());
+            }
+            Err(_) => drop(HelperSlot),
+        }
+    }
+
+    /// Claims the next unclaimed entry and `stat`s it. Only the helper may
+    /// `wait` for entries not read yet; the guest's thread claims after the
+    /// whole directory is read.
+    fn stat_next(&self, cursor: &mut BlockCursor, wait: bool) -> Claim {
+        let i = self.next_unclaimed.fetch_add(1, Ordering::Relaxed);
+        loop {
+            if let Some(block) = cursor.get(self, i / BLOCK) {
+                let j = i % BLOCK;
+                let Some(raw) = block.raw.get(j) else {
+                    return Claim::NothingLeft;
+                };
+                let _ = block.stats[j].set(self.stat(raw));
+                return Claim::Done;
+            }
+            match self.total.get() {
+                // Published before `total` was set: look again.
+                Some(&total) if i < total => continue,
+                Some(_) => return Claim::NothingLeft,
+                None if wait && !self.abandoned.load(Ordering::Relaxed) => {
+                    std::thread::park_timeout(std::time::Duration::from_millis(1));
+                }
+                None => return Claim::NothingLeft,
+            }
+        }
+    }
+
+    fn stat(&self, raw: &RawEntry) -> Result<rustix::fs::Statx, Errno> {
+        match raw {
             RawEntry::Entry(name, _) => rustix::fs::statx(
                 &*self.dir,
                 name.as_c_str(),
@@ -252,31 +377,43 @@ impl Listing {
             RawEntry::Failed(e) => Err(*e),
         }
     }
-
-    /// Entry `k`'s `stat`, doing undone work (the earliest first) until it is
-    /// there.
-    fn wait_stat(&self, k: usize) -> Result<rustix::fs::Statx, Errno> {
-        loop {
-            if let Some(stat) = self.stats[k].get() {
-                return *stat;
-            }
-            if !self.stat_next() {
-                // Everything is claimed and `k` is still being done elsewhere.
-                return *self.stats[k].get_or_init(|| self.stat(k));
-            }
-        }
-    }
 }
 
-/// The guest's `directory-entry-stream`: a [`Listing`] handed out one entry
-/// per `read-directory-entry`.
+/// The guest's `directory-entry-stream`: a [`Listing`] (read in full) handed
+/// out one entry per `read-directory-entry`.
 struct DirEntries {
     listing: Arc<Listing>,
+    /// The listing's blocks, all of them.
+    blocks: Vec<Arc<Block>>,
+    /// Where this thread claims entries.
+    cursor: BlockCursor,
     /// Index of the next entry to hand out.
     next: usize,
     /// The entry handed out last and its metadata, until a `stat-at` of it
     /// takes it.
     last: Option<(usize, DescriptorStat)>,
+}
+
+impl DirEntries {
+    fn raw(&self, k: usize) -> Option<&RawEntry> {
+        self.blocks.get(k / BLOCK)?.raw.get(k % BLOCK)
+    }
+
+    /// Entry `k`'s `stat`, doing undone work (the earliest first) until it
+    /// is there.
+    fn wait_stat(&mut self, k: usize) -> Result<rustix::fs::Statx, Errno> {
+        let block = self.blocks[k / BLOCK].clone();
+        let slot = &block.stats[k % BLOCK];
+        loop {
+            if let Some(stat) = slot.get() {
+                return *stat;
+            }
+            if let Claim::NothingLeft = self.listing.stat_next(&mut self.cursor, false) {
+                // Everything is claimed and `k` is still being done elsewhere.
+                return *slot.get_or_init(|| self.listing.stat(&block.raw[k % BLOCK]));
+            }
+        }
+    }
 }
 
 impl Drop for DirEntries {
@@ -298,8 +435,15 @@ fn read_directory(
         Ok(listing) => listing,
         Err(e) => return Ok((Err(error_code(e)),)),
     };
+    let blocks = listing
+        .blocks
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
     let stream = state.table().push(DirEntries {
         listing,
+        blocks,
+        cursor: BlockCursor::default(),
         next: 0,
         last: None,
     })?;
@@ -320,26 +464,24 @@ fn read_directory_entry(
     use rustix::fs::FileType;
     let entries = store.data_mut().table().get_mut(&stream)?;
     let k = entries.next;
-    let listing = entries.listing.clone();
-    let Some(raw) = listing.raw.get(k) else {
-        return Ok((Ok(None),));
+    entries.last = None;
+    let (name, file_type) = match entries.raw(k) {
+        None => return Ok((Ok(None),)),
+        Some(RawEntry::Failed(e)) => {
+            let e = *e;
+            entries.next = usize::MAX;
+            return Ok((Err(error_code(e)),));
+        }
+        Some(RawEntry::Entry(name, file_type)) => (name.clone(), *file_type),
     };
     entries.next += 1;
-    entries.last = None;
-    let (name, file_type) = match raw {
-        RawEntry::Entry(name, file_type) => (name, *file_type),
-        RawEntry::Failed(e) => {
-            entries.next = listing.raw.len();
-            return Ok((Err(error_code(*e)),));
-        }
-    };
-    let stat = listing.wait_stat(k);
+    let stat = entries.wait_stat(k);
     let file_type = match (file_type, &stat) {
         (FileType::Unknown, Ok(stat)) => FileType::from_raw_mode(stat.stx_mode.into()),
         (FileType::Unknown, Err(e)) => return Ok((Err(error_code(*e)),)),
         (known, _) => known,
     };
-    let Ok(name) = name.to_str() else {
+    let Ok(name) = name.into_string() else {
         return Ok((Err(ErrorCode::IllegalByteSequence),));
     };
     if let Ok(stat) = &stat {
@@ -347,7 +489,7 @@ fn read_directory_entry(
     }
     Ok((Ok(Some(DirectoryEntry {
         type_: descriptor_type(file_type),
-        name: name.to_string(),
+        name,
     })),))
 }
 
@@ -383,50 +525,25 @@ fn listed_stat(
         Descriptor::Dir(d) => d.dir.clone(),
         Descriptor::File(_) => return Ok(None),
     };
-    let entries = state
+    // The destructor clears `listing`, so the stream is there; if it ever is
+    // not, this is only a missed shortcut, never a failed call.
+    let Ok(entries) = state
         .table()
-        .get_mut(&Resource::<DirEntries>::new_borrow(stream))?;
+        .get_mut(&Resource::<DirEntries>::new_borrow(stream))
+    else {
+        return Ok(None);
+    };
     let Some((k, _)) = &entries.last else {
         return Ok(None);
     };
     let same_entry = Arc::ptr_eq(&entries.listing.dir, &dir)
-        && matches!(&entries.listing.raw[*k],
-            RawEntry::Entry(name, _) if name.as_bytes() == path.as_bytes());
+        && matches!(entries.raw(*k),
+            Some(RawEntry::Entry(name, _)) if name.as_bytes() == path.as_bytes());
     Ok(if same_entry {
         entries.last.take().map(|(_, stat)| stat)
     } else {
         None
     })
-}
-
-/// All entries but `.` and `..`, in `getdents` order; a failed `getdents`
-/// ends the list. Blocking is fine here for the same reason as in [`read_at`].
-fn read_raw_entries(dir: &std::fs::File) -> Result<Vec<RawEntry>, Errno> {
-    use rustix::fs::{Mode, OFlags};
-    // A fresh descriptor, so the listing starts at the beginning and does not
-    // move the preopen's own position.
-    let fd = rustix::fs::openat(
-        dir,
-        ".",
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?;
-    let mut raw = Vec::new();
-    for entry in rustix::fs::Dir::new(fd)? {
-        match entry {
-            Ok(entry) => {
-                let name = entry.file_name();
-                if name.to_bytes() != b"." && name.to_bytes() != b".." {
-                    raw.push(RawEntry::Entry(name.to_owned(), entry.file_type()));
-                }
-            }
-            Err(e) => {
-                raw.push(RawEntry::Failed(e));
-                break;
-            }
-        }
-    }
-    Ok(raw)
 }
 
 fn descriptor_type(file_type: rustix::fs::FileType) -> DescriptorType {
