@@ -402,7 +402,7 @@ impl DirEntries {
     /// Entry `k`'s `stat`, doing undone work (the earliest first) until it
     /// is there.
     fn wait_stat(&mut self, k: usize) -> Result<rustix::fs::Statx, Errno> {
-        let block = self.blocks[k / BLOCK].clone();
+        let block = &self.blocks[k / BLOCK];
         let slot = &block.stats[k % BLOCK];
         loop {
             if let Some(stat) = slot.get() {

@@ -44,15 +44,16 @@ pub async fn passive_listener(session: &mut Session) -> Result<Arc<TcpListener>,
         .as_ref()
         .and_then(|site| site.passive_ports.clone())
         .unwrap_or_else(|| session.settings.passive_ports.clone());
-    if let Some(kept) = session.kept_listener.take() {
+    if let Some(mut kept) = session.kept_listener.take() {
         let usable = Arc::strong_count(&kept.listener) == 1
             && kept.listener.local_addr().is_ok_and(|addr| {
                 addr.ip() == session.local.ip() && dtp::in_passive_range(&ports, addr.port())
             });
         if usable {
             dtp::drain_pending(&kept.listener);
+            kept.until = tokio::time::Instant::now() + session.settings.passive_keep;
             let listener = kept.listener.clone();
-            session.kept_listener = Some(keep(session, kept.listener));
+            session.kept_listener = Some(kept);
             return Ok(listener);
         }
     }
@@ -65,16 +66,12 @@ pub async fn passive_listener(session: &mut Session) -> Result<Arc<TcpListener>,
             })?,
     );
     if !session.settings.passive_keep.is_zero() {
-        session.kept_listener = Some(keep(session, listener.clone()));
+        session.kept_listener = Some(KeptListener {
+            listener: listener.clone(),
+            until: tokio::time::Instant::now() + session.settings.passive_keep,
+        });
     }
     Ok(listener)
-}
-
-fn keep(session: &Session, listener: Arc<TcpListener>) -> KeptListener {
-    KeptListener {
-        listener,
-        until: tokio::time::Instant::now() + session.settings.passive_keep,
-    }
 }
 
 /// RFC 2577: active data connections go only to the client itself and never
