@@ -858,3 +858,33 @@ async fn storage_fs_lists_directories_of_every_size_around_the_block_boundaries(
         }
     }
 }
+
+/// A storage-fs download on the stream path names the file and offset behind
+/// its stream, for `sendfile`: the file read from that offset gives exactly
+/// what the stream gives. The chunked path names none.
+#[tokio::test]
+async fn stream_reads_name_their_file_for_sendfile() {
+    use std::io::Read;
+    let root = tempfile::tempdir().expect("tempdir");
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(root.path().join("f.bin"), &data).expect("write");
+
+    let storage = fs_storage(root.path(), &[]);
+    for offset in [0u64, 12_345, 300_000, 400_000] {
+        let reader = storage
+            .open_read("/f.bin", offset)
+            .await
+            .expect("open_read");
+        let (file, at) = reader.os_file().expect("stream path names its file");
+        assert_eq!(at, offset);
+        let mut from_file = Vec::new();
+        let mut file = &*file;
+        std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(at)).expect("seek");
+        file.read_to_end(&mut from_file).expect("read file");
+        assert_eq!(from_file, read_all(&*storage, "/f.bin", offset).await);
+    }
+
+    let chunked = fs_storage(root.path(), &[("data_path", "chunks")]);
+    let reader = chunked.open_read("/f.bin", 0).await.expect("open_read");
+    assert!(reader.os_file().is_none());
+}

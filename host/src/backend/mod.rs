@@ -175,6 +175,13 @@ pub enum WriteMode {
 pub trait FileReader: Send {
     /// Up to `max` bytes; empty means end of file.
     async fn read(&mut self, max: usize) -> StorageResult<Bytes>;
+
+    /// When this reader's bytes are exactly an OS file's from an offset to
+    /// its end, and nothing has been read through it: that file and offset,
+    /// so the data connection can send it with `sendfile(2)` instead.
+    fn os_file(&self) -> Option<(Arc<std::fs::File>, u64)> {
+        None
+    }
 }
 
 /// A file open for writing.

@@ -225,6 +225,14 @@ pub async fn run(endpoint: DataEndpoint, job: Job, ctx: DataContext) -> Reply {
     let started = Instant::now();
     let result = match job {
         Job::Send {
+            source: Source::File(reader),
+            ascii: false,
+            skip: 0,
+        } if reader.os_file().is_some() => {
+            let (file, offset) = reader.os_file().expect("checked");
+            send_os_file(&stream, &file, offset, &ctx).await
+        }
+        Job::Send {
             source,
             ascii,
             skip,
@@ -343,6 +351,50 @@ async fn send<S: AsyncWrite + Unpin>(
         Ok(result) => Ok(result?),
         Err(_) => Err(Failure::Data("data connection stalled".into())),
     }
+}
+
+/// Largest single `sendfile` call (how long one call may hold the thread).
+const SENDFILE_CHUNK: usize = 256 << 10;
+
+/// Sends an OS file from `offset` to its end with `sendfile(2)`: the kernel
+/// moves the bytes from the page cache to the socket without copying them
+/// through us (what vsftpd and pyftpdlib do). Measured A/B, 5 interleaved
+/// rounds of a 1 GiB RETR: median 5,043 MB/s against 3,773 for the read-ahead
+/// copy (docs/benchmarks.md). Only for binary transfers of a file the storage
+/// plugin handed over as our own unread file stream, so the bytes are exactly
+/// the ones the stream would have given.
+async fn send_os_file(
+    stream: &TcpStream,
+    file: &std::fs::File,
+    mut offset: u64,
+    ctx: &DataContext,
+) -> Result<(), Failure> {
+    loop {
+        let wrote = match timeout(ctx.timeout, async {
+            loop {
+                stream.writable().await?;
+                match stream.try_io(tokio::io::Interest::WRITABLE, || {
+                    rustix::fs::sendfile(stream, file, Some(&mut offset), SENDFILE_CHUNK)
+                        .map_err(io::Error::from)
+                }) {
+                    Err(err) if err.kind() == io::ErrorKind::WouldBlock => continue,
+                    other => return other,
+                }
+            }
+        })
+        .await
+        {
+            Ok(result) => result?,
+            Err(_) => return Err(Failure::Data("data connection stalled".into())),
+        };
+        if wrote == 0 {
+            break;
+        }
+        ctx.progress.fetch_add(wrote as u64, Ordering::Relaxed);
+    }
+    // As `send` ends: the end of the data, then the close.
+    let shutdown = socket2::SockRef::from(stream).shutdown(std::net::Shutdown::Write);
+    shutdown.map_err(Failure::from)
 }
 
 /// Reads the rest of a file into the queue while the socket half sends.

@@ -1,7 +1,9 @@
 //! Our own host implementations of the two WASI calls that move file bytes,
 //! replacing wasmtime-wasi's in the linker:
 //!
-//! - `descriptor.read-via-stream`: the stream storage-fs hands us for RETR;
+//! - `descriptor.read-via-stream`: the stream storage-fs hands us for RETR
+//!   (and, when the plugin hands it over unread, the file and offset behind
+//!   it, which the host then sends with `sendfile(2)`);
 //! - `descriptor.read`: what storage-fs's chunked path reads with;
 //! - `descriptor.read-directory` and its `directory-entry-stream`: what
 //!   storage-fs lists directories with.
@@ -93,14 +95,46 @@ fn read_via_stream(
         Descriptor::File(f) => f.file.clone(),
         Descriptor::Dir(_) => return Ok((Err(ErrorCode::IsDirectory),)),
     };
+    let untouched = Arc::new(AtomicBool::new(true));
     let stream = FileStream {
-        file,
+        file: file.clone(),
         position: offset,
         done: false,
         buffer: BytesMut::new(),
+        untouched: untouched.clone(),
     };
     let stream: DynInputStream = Box::new(stream);
-    Ok((Ok(table.push(stream)?),))
+    let stream = table.push(stream)?;
+    store.data_mut().newest_file_stream = Some(FileStreamOrigin {
+        rep: stream.rep(),
+        file,
+        offset,
+        untouched,
+    });
+    Ok((Ok(stream),))
+}
+
+/// Where the newest `read-via-stream` stream of a store reads from, so the
+/// host can send that file with `sendfile(2)` when the plugin hands the stream
+/// over unread (see [`take_os_file`]).
+pub(super) struct FileStreamOrigin {
+    rep: u32,
+    file: Arc<std::fs::File>,
+    offset: u64,
+    /// Cleared by the stream's first read and by its drop: after either, the
+    /// file and offset no longer describe what the stream would give.
+    untouched: Arc<AtomicBool>,
+}
+
+/// The file and offset behind the input stream the guest returned as resource
+/// `rep`, if it is our own file stream and nothing was read from it. Clears
+/// the record either way: it only ever describes the stream just handed over.
+pub(super) fn take_os_file(state: &mut HostState, rep: u32) -> Option<(Arc<std::fs::File>, u64)> {
+    let origin = state.newest_file_stream.take()?;
+    // A live stream keeps its rep, and an untouched one is live: an equal rep
+    // is that very stream.
+    (origin.rep == rep && origin.untouched.load(Ordering::Acquire))
+        .then_some((origin.file, origin.offset))
 }
 
 fn read(
@@ -616,6 +650,14 @@ struct FileStream {
     /// `reserve` reuses the same allocation, so a transfer does not allocate
     /// (and fault in) a fresh buffer per read.
     buffer: BytesMut,
+    /// Shared with [`FileStreamOrigin`]; cleared by the first read and on drop.
+    untouched: Arc<AtomicBool>,
+}
+
+impl Drop for FileStream {
+    fn drop(&mut self) {
+        self.untouched.store(false, Ordering::Release);
+    }
 }
 
 impl FileStream {
@@ -644,6 +686,7 @@ impl Pollable for FileStream {
 #[async_trait::async_trait]
 impl InputStream for FileStream {
     fn read(&mut self, size: usize) -> StreamResult<Bytes> {
+        self.untouched.store(false, Ordering::Release);
         if self.done {
             return Err(StreamError::Closed);
         }

@@ -35,6 +35,8 @@ pub(super) struct HostState {
     /// The newest live directory listing (a `directory-entry-stream`), whose
     /// prefetched metadata answers `stat-at` (see `file_io`).
     pub(super) listing: Option<u32>,
+    /// The newest file stream made by `read-via-stream` (see `file_io`).
+    pub(super) newest_file_stream: Option<super::file_io::FileStreamOrigin>,
 }
 
 impl WasiView for HostState {
@@ -134,6 +136,7 @@ impl PluginContext {
             limits: MemoryCap { bytes: memory },
             deadline: Instant::now(),
             listing: None,
+            newest_file_stream: None,
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limits);

@@ -29,6 +29,7 @@ use super::bindings::auth::wasmftpd::plugin::types as wit;
 use super::bindings::storage::exports::wasmftpd::plugin::storage as api;
 use super::bindings::storage::{StoragePlugin, StoragePluginPre};
 use super::engine::Loaded;
+use super::file_io;
 use super::instance::{HostState, PluginContext};
 use crate::backend::{
     Account, DirEntry, EntryKind, ErrorKind, FileReader, FileWriter, Metadata, Storage,
@@ -238,7 +239,9 @@ impl Storage for WasmStorage {
                     // Taken out of the table now: from here on the host owns it and
                     // no longer needs the instance to move the bytes.
                     Ok(api::ReadSource::Stream(stream)) => {
-                        Ok(Source::Stream(store.data_mut().table().delete(stream)?))
+                        let os_file = file_io::take_os_file(store.data_mut(), stream.rep());
+                        let stream = store.data_mut().table().delete(stream)?;
+                        Ok(Source::Stream(stream, os_file))
                     }
                     Ok(api::ReadSource::Chunks(reader)) => Ok(Source::Chunks(reader)),
                     Err(e) => Err(e),
@@ -246,7 +249,7 @@ impl Storage for WasmStorage {
             });
         let source = call.finish("open-read", result)?.map_err(storage_error)?;
         Ok(match source {
-            Source::Stream(stream) => Box::new(StreamReader { stream }),
+            Source::Stream(stream, os_file) => Box::new(StreamReader { stream, os_file }),
             Source::Chunks(resource) => Box::new(ChunkReader {
                 session: self.session.clone(),
                 resource: Some(resource),
@@ -325,7 +328,9 @@ impl Storage for WasmStorage {
 }
 
 enum Source {
-    Stream(DynInputStream),
+    /// With the file and offset behind it when it is our own unread file
+    /// stream (`file_io::take_os_file`).
+    Stream(DynInputStream, Option<(Arc<std::fs::File>, u64)>),
     Chunks(ResourceAny),
 }
 
@@ -337,6 +342,8 @@ enum Sink {
 /// Reads a plugin's `wasi:io` input stream natively.
 struct StreamReader {
     stream: DynInputStream,
+    /// The file and offset the stream would read, for `sendfile`.
+    os_file: Option<(Arc<std::fs::File>, u64)>,
 }
 
 #[async_trait]
@@ -349,6 +356,10 @@ impl FileReader for StreamReader {
             Err(StreamError::Closed) => Ok(Bytes::new()),
             Err(e) => Err(stream_error(e)),
         }
+    }
+
+    fn os_file(&self) -> Option<(Arc<std::fs::File>, u64)> {
+        self.os_file.clone()
     }
 }
 
