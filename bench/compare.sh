@@ -14,6 +14,8 @@
 #                                         every server (the first server rotates), and
 #                                         the median over rounds is reported
 #   LOGIN_SECS=5  LOGIN_CLIENTS=8         login test: duration per run, clients
+#   PASS_LEN=12                           length of the benchmark user's password (8-70);
+#                                         the SHA-512-crypt cost steps up at 16
 #   TESTS=retr,stor,small,login,list      ftpbench tests
 #   WASMFTPD=path                         wasmftpd binary [<repo>/target/release/wasmftpd]
 #   TRIVIAL_AUTH_PLUGIN=path.wasm         auth plugin for the trivial-auth login run
@@ -75,7 +77,13 @@ LIBUNFTP_VERSION=0.24.0   # pinned in bench/peers/unftp/Cargo.toml (and its Carg
 PYFTPDLIB_VENV=${PYFTPDLIB_VENV:-$PEERS_TARGET/pyftpdlib-$PYFTPDLIB_VERSION}
 BENCH_USER=ftpbench
 BENCH_MARK="wasmftpd bench (temporary)"
-PASS="bench-$RANDOM$RANDOM"
+# A fixed length keeps the SHA-512-crypt cost the same from run to run: up to
+# 15 characters each of its 5,000 rounds hashes one SHA-512 block, from 16 on
+# most rounds hash two (every server's login gets ~1.5x dearer).
+PASS_LEN=${PASS_LEN:-12}
+[ "$PASS_LEN" -ge 8 ] && [ "$PASS_LEN" -le 70 ] || { echo "PASS_LEN must be 8 to 70" >&2; exit 2; }
+PASS_HEX=$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')
+PASS="bench-${PASS_HEX:0:$((PASS_LEN - 6))}"
 
 log() { printf '[compare] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -466,7 +474,7 @@ best_peer() { # test server -> "value name" of the best other peer (logins: same
         echo "$row |"
     done
     echo
-    echo "Password check: SHA-512 crypt for vsftpd, pure-ftpd and wasmftpd; plain compare for"
+    echo "Password check ($PASS_LEN-character password): SHA-512 crypt for vsftpd, pure-ftpd and wasmftpd; plain compare for"
     echo "libunftp $LIBUNFTP_VERSION, pyftpdlib $PYFTPDLIB_VERSION and wasmftpd-trivial-auth (${TRIVIAL_AUTH_PLUGIN:-builtin auth-static, anonymous: no check})."
     echo
     echo "Ratios (higher is better; for LIST, reference time / this time). Logins are only"
