@@ -888,3 +888,42 @@ async fn stream_reads_name_their_file_for_sendfile() {
     let reader = chunked.open_read("/f.bin", 0).await.expect("open_read");
     assert!(reader.os_file().is_none());
 }
+
+/// Many sessions listing large directories at once: more listings than
+/// helper threads (capped at the core count), so some run with a helper and
+/// some without; every listing is complete and right.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_large_listings_are_all_complete() {
+    let root = tempfile::tempdir().expect("tempdir");
+    for i in 0..2000usize {
+        std::fs::write(root.path().join(format!("e{i:05}")), vec![b'y'; i % 7]).expect("write");
+    }
+    let provider = runtime()
+        .load_storage(spec(
+            builtin("storage-fs"),
+            &[],
+            vec![Grant {
+                host: root.path().to_path_buf(),
+                guest: "/data".into(),
+            }],
+        ))
+        .expect("load storage-fs");
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let storage = provider.open_session(&account());
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..3 {
+                let mut listing = storage.list_dir("/").await.expect("list");
+                listing.sort_by(|a, b| a.name.cmp(&b.name));
+                assert_eq!(listing.len(), 2000);
+                for (i, entry) in listing.iter().enumerate() {
+                    assert_eq!(entry.name, format!("e{i:05}"));
+                    assert_eq!(entry.metadata.size, (i % 7) as u64);
+                }
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.expect("listing task");
+    }
+}
