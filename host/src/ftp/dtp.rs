@@ -225,18 +225,19 @@ pub async fn run(endpoint: DataEndpoint, job: Job, ctx: DataContext) -> Reply {
     let started = Instant::now();
     let result = match job {
         Job::Send {
-            source: Source::File(reader),
-            ascii: false,
-            skip: 0,
-        } if reader.os_file().is_some() => {
-            let (file, offset) = reader.os_file().expect("checked");
-            send_os_file(&stream, &file, offset, &ctx).await
-        }
-        Job::Send {
             source,
             ascii,
             skip,
-        } => send(&mut stream, source, ascii, skip, &ctx).await,
+        } => {
+            let os_file = match (&source, ascii, skip) {
+                (Source::File(reader), false, 0) => reader.os_file(),
+                _ => None,
+            };
+            match os_file {
+                Some((file, offset)) => send_os_file(&stream, &file, offset, &ctx).await,
+                None => send(&mut stream, source, ascii, skip, &ctx).await,
+            }
+        }
         Job::Receive { writer, ascii } => receive(&mut stream, writer, ascii, &ctx).await,
     };
     let bytes = ctx.progress.load(Ordering::Relaxed);

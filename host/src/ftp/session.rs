@@ -317,10 +317,6 @@ pub async fn run(mut session: Session, mut reader: LineReader, mut writer: Reply
                 }
             }
         };
-        if let Event::ListenerExpired = event {
-            session.kept_listener = None;
-            continue;
-        }
         let reply = match event {
             Event::TransferDone(reply) => {
                 session.transfer = None;
@@ -329,7 +325,10 @@ pub async fn run(mut session: Session, mut reader: LineReader, mut writer: Reply
                 }
                 reply
             }
-            Event::ListenerExpired => continue,
+            Event::ListenerExpired => {
+                session.kept_listener = None;
+                continue;
+            }
             Event::Idle => {
                 info!(peer = %session.peer, "idle timeout");
                 Reply::new(

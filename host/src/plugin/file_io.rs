@@ -107,7 +107,7 @@ fn read_via_stream(
     let stream = table.push(stream)?;
     store.data_mut().newest_file_stream = Some(FileStreamOrigin {
         rep: stream.rep(),
-        file,
+        file: Arc::downgrade(&file),
         offset,
         untouched,
     });
@@ -119,7 +119,9 @@ fn read_via_stream(
 /// over unread (see [`take_os_file`]).
 pub(super) struct FileStreamOrigin {
     rep: u32,
-    file: Arc<std::fs::File>,
+    /// Weak: the record must not keep a file open (or its space allocated
+    /// after a DELE) once the plugin has dropped the stream.
+    file: std::sync::Weak<std::fs::File>,
     offset: u64,
     /// Cleared by the stream's first read and by its drop: after either, the
     /// file and offset no longer describe what the stream would give.
@@ -133,8 +135,10 @@ pub(super) fn take_os_file(state: &mut HostState, rep: u32) -> Option<(Arc<std::
     let origin = state.newest_file_stream.take()?;
     // A live stream keeps its rep, and an untouched one is live: an equal rep
     // is that very stream.
-    (origin.rep == rep && origin.untouched.load(Ordering::Acquire))
-        .then_some((origin.file, origin.offset))
+    if origin.rep != rep || !origin.untouched.load(Ordering::Acquire) {
+        return None;
+    }
+    Some((origin.file.upgrade()?, origin.offset))
 }
 
 fn read(
@@ -321,14 +325,7 @@ impl Listing {
                 }
             }
         }
-        // Every published block is full.
-        let total = listing
-            .blocks
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .len()
-            * BLOCK
-            + block.len();
+        let total = published + block.len();
         listing.publish(block);
         let _ = listing.total.set(total);
         if let Some(helper) = listing.helper.get() {
