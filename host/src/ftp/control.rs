@@ -1,19 +1,20 @@
 //! The control connection's byte level: splitting the stream into command
-//! lines (CRLF or bare LF, Telnet IAC sequences removed, bounded length) and
-//! writing replies.
+//! lines (CRLF or bare LF, Telnet IAC sequences removed, bounded length),
+//! writing replies, and swapping the stream for a TLS one in place (AUTH TLS).
 //!
-//! Both halves are boxed trait objects so a TLS layer can wrap the stream later
-//! without the session noticing.
+//! One value owns the whole stream, so it can be handed to a TLS handshake and
+//! replaced by the secured stream; the session never sees which it is.
 
+use std::future::Future;
 use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 
+use super::Transport;
 use super::reply::Reply;
-
-pub type ControlRead = Box<dyn AsyncRead + Unpin + Send>;
-pub type ControlWrite = Box<dyn AsyncWrite + Unpin + Send>;
 
 /// Telnet "interpret as command" (RFC 854).
 const IAC: u8 = 255;
@@ -31,10 +32,11 @@ pub enum Line {
     Closed,
 }
 
-/// Reads command lines. Cancel-safe: all state lives in the struct, so a
-/// `select!` may drop a pending `next_line` and call it again.
-pub struct LineReader {
-    inner: ControlRead,
+/// The control connection: reads command lines and writes replies over a
+/// plain or TLS stream. `next_line` is cancel-safe: all state lives in the
+/// struct, so a `select!` may drop a pending call and make it again.
+pub struct Control {
+    stream: Box<dyn Transport>,
     buf: Vec<u8>,
     max_len: usize,
     /// Set while skipping the rest of an over-long line.
@@ -43,10 +45,10 @@ pub struct LineReader {
     after_cr: bool,
 }
 
-impl LineReader {
-    pub fn new(inner: ControlRead, max_len: usize) -> Self {
-        LineReader {
-            inner,
+impl Control {
+    pub fn new(stream: Box<dyn Transport>, max_len: usize) -> Self {
+        Control {
+            stream,
             buf: Vec::new(),
             max_len: max_len.max(16),
             discarding: false,
@@ -89,7 +91,7 @@ impl LineReader {
             // and an idle session should hold little. The buffer stays below
             // max_len + 1 KiB.
             self.buf.reserve(1024);
-            let n = self.inner.read_buf(&mut self.buf).await?;
+            let n = self.stream.read_buf(&mut self.buf).await?;
             if n == 0 {
                 return Ok(Line::Closed);
             }
@@ -124,22 +126,13 @@ fn strip_telnet(line: Vec<u8>) -> Vec<u8> {
     out
 }
 
-/// Writes replies.
-pub struct ReplyWriter {
-    inner: ControlWrite,
-}
-
-impl ReplyWriter {
-    pub fn new(inner: ControlWrite) -> Self {
-        ReplyWriter { inner }
-    }
-
+impl Control {
     /// Sends a reply. A client that stops reading must not pin the session
     /// forever, so the write gives up after `limit`.
     pub async fn send(&mut self, reply: &Reply, limit: Duration) -> io::Result<()> {
         let write = async {
-            self.inner.write_all(reply.to_wire().as_bytes()).await?;
-            self.inner.flush().await
+            self.stream.write_all(reply.to_wire().as_bytes()).await?;
+            self.stream.flush().await
         };
         match tokio::time::timeout(limit, write).await {
             Ok(result) => result,
@@ -151,7 +144,57 @@ impl ReplyWriter {
     }
 
     pub async fn shutdown(&mut self) {
-        let _ = self.inner.shutdown().await;
+        let _ = self.stream.shutdown().await;
+    }
+
+    /// Hands the stream to `secure` (a TLS handshake) and goes on with the
+    /// stream it returns. Whatever the client sent after the command that
+    /// asked for this and we already read is dropped: it came in clear text,
+    /// ahead of the handshake, and must never run as a command (RFC 4217
+    /// section 4; otherwise an attacker could inject commands into the secured
+    /// session). Returns how many bytes were dropped. When `secure` fails the
+    /// connection is gone and so is this value's stream.
+    pub async fn upgrade<F, Fut>(&mut self, secure: F) -> io::Result<usize>
+    where
+        F: FnOnce(Box<dyn Transport>) -> Fut,
+        Fut: Future<Output = io::Result<Box<dyn Transport>>>,
+    {
+        // The LF of the command's own CRLF may still wait in the buffer.
+        let own_lf = self.after_cr && self.buf.first() == Some(&b'\n');
+        let dropped = self.buf.len() - usize::from(own_lf);
+        self.buf.clear();
+        self.discarding = false;
+        self.after_cr = false;
+        let plain = std::mem::replace(&mut self.stream, Box::new(Closed));
+        self.stream = secure(plain).await?;
+        Ok(dropped)
+    }
+}
+
+/// Stands in for a stream that was handed to a TLS handshake that failed.
+struct Closed;
+
+impl AsyncRead for Closed {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        _: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncWrite for Closed {
+    fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, _: &[u8]) -> Poll<io::Result<usize>> {
+        Poll::Ready(Err(io::ErrorKind::NotConnected.into()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
     }
 }
 
@@ -159,8 +202,8 @@ impl ReplyWriter {
 mod tests {
     use super::*;
 
-    fn reader(input: &'static [u8], max: usize) -> LineReader {
-        LineReader::new(Box::new(input), max)
+    fn reader(input: &'static [u8], max: usize) -> Control {
+        Control::new(Box::new(tokio::io::join(input, tokio::io::sink())), max)
     }
 
     fn cmd(s: &str) -> Line {
@@ -189,7 +232,7 @@ mod tests {
     #[tokio::test]
     async fn crlf_split_across_reads() {
         let (mut client, server) = tokio::io::duplex(64);
-        let mut r = LineReader::new(Box::new(server), 100);
+        let mut r = Control::new(Box::new(server), 100);
         client.write_all(b"ABOR\r").await.unwrap();
         assert_eq!(r.next_line().await.unwrap(), cmd("ABOR"));
         client.write_all(b"\nNOOP\r\n").await.unwrap();
@@ -222,5 +265,47 @@ mod tests {
             r.next_line().await.unwrap(),
             Line::Command(b"A\xffBC".to_vec())
         );
+    }
+
+    #[tokio::test]
+    async fn upgrade_drops_clear_text_sent_ahead() {
+        let (mut client, server) = tokio::io::duplex(256);
+        let mut control = Control::new(Box::new(server), 100);
+        // A client (or a man in the middle) pipelines a command behind AUTH.
+        client
+            .write_all(b"AUTH TLS\r\nDELE important\r\n")
+            .await
+            .unwrap();
+        assert_eq!(control.next_line().await.unwrap(), cmd("AUTH TLS"));
+        let (secured_client, secured_server) = tokio::io::duplex(256);
+        let dropped = control
+            .upgrade(|_plain| async move { Ok(Box::new(secured_server) as Box<dyn Transport>) })
+            .await
+            .unwrap();
+        assert_eq!(dropped, b"DELE important\r\n".len());
+        let mut secured_client = secured_client;
+        secured_client.write_all(b"NOOP\r\n").await.unwrap();
+        assert_eq!(control.next_line().await.unwrap(), cmd("NOOP"));
+        control
+            .send(
+                &Reply::new(super::super::reply::ReplyCode::CommandOk, "ok"),
+                Duration::from_secs(5),
+            )
+            .await
+            .unwrap();
+        let mut seen = [0u8; 8];
+        secured_client.read_exact(&mut seen).await.unwrap();
+        assert_eq!(&seen, b"200 ok\r\n");
+    }
+
+    #[tokio::test]
+    async fn failed_upgrade_leaves_a_closed_connection() {
+        let mut control = reader(b"AUTH TLS\r\n", 100);
+        assert_eq!(control.next_line().await.unwrap(), cmd("AUTH TLS"));
+        let result = control
+            .upgrade(|_plain| async { Err(io::Error::other("handshake failed")) })
+            .await;
+        assert!(result.is_err());
+        assert_eq!(control.next_line().await.unwrap(), Line::Closed);
     }
 }

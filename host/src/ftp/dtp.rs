@@ -1,12 +1,16 @@
 //! The data transfer process: opening data connections (passive listeners with
 //! the peer check, active connects) and moving bytes between a data connection
-//! and storage.
+//! ([`DataStream`], plain or TLS) and storage.
 //!
-//! Storage and the socket run as two halves joined by a small channel, so a
-//! storage read (possibly a plugin call) overlaps with the socket write of the
-//! previous chunk, and the same for uploads. A transfer is one task the session
-//! owns; aborting it drops both halves: an upload's writer is dropped without
-//! `finish`, which keeps what was received.
+//! Every transfer is one [`Flow`] (download, download with `sendfile`, upload) driven
+//! by one loop, [`pump`], through which every byte count passes
+//! ([`DataContext::passed`]): progress, and later rate limits and counters,
+//! are written once there. Large files overlap storage and socket: the
+//! storage end runs as a helper task joined by a small channel, so a storage
+//! read (possibly a plugin call) overlaps with the socket write of the
+//! previous chunk, and the same for uploads; small files stay inline. A
+//! transfer is a future the session owns; aborting it drops both halves: an
+//! upload's writer is dropped without `finish`, which keeps what was received.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -15,13 +19,17 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::mpsc;
 use tokio::time::timeout;
 use tracing::{debug, info};
 
+use super::Transport;
 use super::ascii::{FromCrlf, ToCrlf};
 use super::reply::{ErrorContext, Reply, ReplyCode, storage_error};
 use crate::backend::{FileReader, FileWriter, StorageError};
@@ -208,6 +216,10 @@ impl Failure {
             Failure::Storage(err) => storage_error(err, ErrorContext::Transfer),
         }
     }
+
+    fn stalled() -> Self {
+        Failure::Data("data connection stalled".into())
+    }
 }
 
 impl From<io::Error> for Failure {
@@ -216,30 +228,95 @@ impl From<io::Error> for Failure {
     }
 }
 
+/// A data connection: plain TCP, or TLS over TCP (PROT P). Plain TCP keeps
+/// its own type so a file can go out with `sendfile(2)`.
+pub enum DataStream {
+    Plain(TcpStream),
+    Secure(Box<dyn Transport>),
+}
+
+impl AsyncRead for DataStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            DataStream::Plain(tcp) => Pin::new(tcp).poll_read(cx, buf),
+            DataStream::Secure(tls) => Pin::new(tls).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for DataStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            DataStream::Plain(tcp) => Pin::new(tcp).poll_write(cx, buf),
+            DataStream::Secure(tls) => Pin::new(tls).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            DataStream::Plain(tcp) => Pin::new(tcp).poll_flush(cx),
+            DataStream::Secure(tls) => Pin::new(tls).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            DataStream::Plain(tcp) => Pin::new(tcp).poll_shutdown(cx),
+            DataStream::Secure(tls) => Pin::new(tls).poll_shutdown(cx),
+        }
+    }
+}
+
 /// Runs one transfer to its final reply.
 pub async fn run(endpoint: DataEndpoint, job: Job, ctx: DataContext) -> Reply {
-    let mut stream = match open(endpoint, &ctx).await {
-        Ok(stream) => stream,
+    let stream = match open(endpoint, &ctx).await {
+        Ok(tcp) => DataStream::Plain(tcp),
         Err(reply) => return reply,
     };
     let started = Instant::now();
     let result = match job {
         Job::Send {
-            source,
+            source: Source::Bytes(bytes),
             ascii,
             skip,
         } => {
-            let os_file = match (&source, ascii, skip) {
-                (Source::File(reader), false, 0) => reader.os_file(),
-                _ => None,
-            };
-            match os_file {
-                Some((file, offset)) => send_os_file(&stream, &file, offset, &ctx).await,
-                None => send(&mut stream, source, ascii, skip, &ctx).await,
+            let source = StorageReader::Memory(Some(Bytes::from(bytes)));
+            pump(Download::new(stream, source, ascii, skip), &ctx).await
+        }
+        Job::Send {
+            source: Source::File(reader),
+            ascii,
+            skip,
+        } => {
+            // Binary from the start of the stream: the kernel can send it.
+            let os_file = (!ascii && skip == 0).then(|| reader.os_file()).flatten();
+            match (os_file, stream) {
+                (Some((file, offset)), DataStream::Plain(tcp)) => {
+                    let flow = SendFile {
+                        tcp,
+                        file,
+                        offset,
+                        _reader: reader,
+                    };
+                    pump(flow, &ctx).await
+                }
+                (_, stream) => {
+                    let source = StorageReader::Inline { reader, reads: 0 };
+                    pump(Download::new(stream, source, ascii, skip), &ctx).await
+                }
             }
         }
-        Job::Receive { writer, ascii } => receive(&mut stream, writer, ascii, &ctx).await,
+        Job::Receive { writer, ascii } => pump(Upload::new(stream, writer, ascii), &ctx).await,
     };
+    // Every transfer ends here: the place for transfer events.
     let bytes = ctx.progress.load(Ordering::Relaxed);
     let secs = started.elapsed().as_secs_f64();
     match result {
@@ -255,6 +332,233 @@ pub async fn run(endpoint: DataEndpoint, job: Job, ctx: DataContext) -> Reply {
     }
 }
 
+impl DataContext {
+    /// `n` bytes crossed the data connection. Every transfer's bytes pass
+    /// here, whichever way they go and however they are moved (copied,
+    /// `sendfile`): the place for progress (STAT), byte counters and rate
+    /// limits, which may make the transfer wait here.
+    async fn passed(&self, n: usize) -> Result<(), Failure> {
+        self.progress.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+/// One direction of a transfer, moved a piece at a time by [`pump`].
+trait Flow {
+    /// Moves the next piece over the data connection; how many bytes crossed
+    /// it, 0 at the end.
+    async fn step(&mut self, ctx: &DataContext) -> Result<usize, Failure>;
+    /// After the last piece: completes the upload or closes the data
+    /// connection cleanly.
+    async fn finish(self, ctx: &DataContext) -> Result<(), Failure>;
+    /// After a failure: keeps what can be kept and says what to report.
+    async fn fail(self, failure: Failure) -> Failure;
+}
+
+/// The one transfer loop.
+async fn pump<F: Flow>(mut flow: F, ctx: &DataContext) -> Result<(), Failure> {
+    loop {
+        let moved = match flow.step(ctx).await {
+            Ok(0) => return flow.finish(ctx).await,
+            Ok(n) => n,
+            Err(failure) => return Err(flow.fail(failure).await),
+        };
+        if let Err(failure) = ctx.passed(moved).await {
+            return Err(flow.fail(failure).await);
+        }
+    }
+}
+
+/// Ends a data connection the way the client can tell from a cut one: the
+/// end of the data (and TLS `close_notify`), then the close.
+async fn close(stream: &mut DataStream, limit: Duration) -> Result<(), Failure> {
+    match timeout(limit, stream.shutdown()).await {
+        Ok(result) => Ok(result?),
+        Err(_) => Err(Failure::stalled()),
+    }
+}
+
+/// RETR and listings: bytes from storage (or memory) to the data connection,
+/// with TYPE A conversion and a REST skip in converted bytes.
+struct Download {
+    stream: DataStream,
+    source: StorageReader,
+    to_crlf: Option<ToCrlf>,
+    converted: Vec<u8>,
+    skip: u64,
+}
+
+impl Download {
+    fn new(stream: DataStream, source: StorageReader, ascii: bool, skip: u64) -> Self {
+        Download {
+            stream,
+            source,
+            to_crlf: ascii.then(ToCrlf::default),
+            converted: Vec::new(),
+            skip,
+        }
+    }
+}
+
+impl Flow for Download {
+    async fn step(&mut self, ctx: &DataContext) -> Result<usize, Failure> {
+        loop {
+            let Some(chunk) = self.source.next().await? else {
+                return Ok(0);
+            };
+            let mut data: &[u8] = &chunk;
+            if let Some(to_crlf) = &mut self.to_crlf {
+                self.converted.clear();
+                to_crlf.convert(&chunk, &mut self.converted);
+                data = &self.converted;
+            }
+            if self.skip > 0 {
+                let n = usize::try_from(self.skip)
+                    .unwrap_or(usize::MAX)
+                    .min(data.len());
+                data = &data[n..];
+                self.skip -= n as u64;
+            }
+            if data.is_empty() {
+                continue;
+            }
+            match timeout(ctx.timeout, self.stream.write_all(data)).await {
+                Ok(result) => result?,
+                Err(_) => return Err(Failure::stalled()),
+            }
+            return Ok(data.len());
+        }
+    }
+
+    async fn finish(mut self, ctx: &DataContext) -> Result<(), Failure> {
+        close(&mut self.stream, ctx.timeout).await
+    }
+
+    async fn fail(self, failure: Failure) -> Failure {
+        failure
+    }
+}
+
+/// Largest single `sendfile` call (how long one call may hold the thread).
+const SENDFILE_CHUNK: usize = 256 << 10;
+
+/// RETR of an OS file over plain TCP from `offset` to its end with
+/// `sendfile(2)`: the kernel moves the bytes from the page cache to the
+/// socket without copying them through us (what vsftpd and pyftpdlib do).
+/// Measured A/B, 5 interleaved rounds of a 1 GiB RETR: median 5,043 MB/s
+/// against 3,773 for the read-ahead copy (docs/benchmarks.md). Only for
+/// binary transfers of a file the storage plugin handed over as our own
+/// unread file stream, so the bytes are exactly the ones the stream would
+/// have given.
+struct SendFile {
+    tcp: TcpStream,
+    file: Arc<std::fs::File>,
+    offset: u64,
+    /// The stream the file came from, kept open until the transfer ends.
+    _reader: Box<dyn FileReader>,
+}
+
+impl Flow for SendFile {
+    async fn step(&mut self, ctx: &DataContext) -> Result<usize, Failure> {
+        let (tcp, file, offset) = (&self.tcp, &self.file, &mut self.offset);
+        let send = async {
+            loop {
+                tcp.writable().await?;
+                match tcp.try_io(tokio::io::Interest::WRITABLE, || {
+                    rustix::fs::sendfile(tcp, file.as_ref(), Some(&mut *offset), SENDFILE_CHUNK)
+                        .map_err(io::Error::from)
+                }) {
+                    Err(err) if err.kind() == io::ErrorKind::WouldBlock => continue,
+                    other => return other,
+                }
+            }
+        };
+        match timeout(ctx.timeout, send).await {
+            Ok(result) => Ok(result?),
+            Err(_) => Err(Failure::stalled()),
+        }
+    }
+
+    async fn finish(self, ctx: &DataContext) -> Result<(), Failure> {
+        close(&mut DataStream::Plain(self.tcp), ctx.timeout).await
+    }
+
+    async fn fail(self, failure: Failure) -> Failure {
+        failure
+    }
+}
+
+/// STOR, APPE, STOU: bytes from the data connection to storage, gathered
+/// into chunks, with TYPE A conversion.
+struct Upload {
+    stream: DataStream,
+    sink: StorageWriter,
+    from_crlf: Option<FromCrlf>,
+    /// Received bytes not yet handed to storage.
+    buf: BytesMut,
+}
+
+impl Upload {
+    fn new(stream: DataStream, writer: Box<dyn FileWriter>, ascii: bool) -> Self {
+        let sink = StorageWriter::new(writer);
+        Upload {
+            stream,
+            buf: sink.pool.take(),
+            sink,
+            from_crlf: ascii.then(FromCrlf::default),
+        }
+    }
+
+    /// The received bytes as storage gets them; `last` ends the conversion.
+    fn chunk(&mut self, last: bool) -> Option<Bytes> {
+        let chunk = match &mut self.from_crlf {
+            Some(from_crlf) => {
+                let mut out = Vec::with_capacity(self.buf.len() + 1);
+                from_crlf.convert(&self.buf, &mut out);
+                if last {
+                    from_crlf.finish(&mut out);
+                }
+                self.buf.clear();
+                Bytes::from(out)
+            }
+            None if last => self.buf.split().freeze(),
+            None => std::mem::replace(&mut self.buf, self.sink.pool.take()).freeze(),
+        };
+        (!chunk.is_empty()).then_some(chunk)
+    }
+}
+
+impl Flow for Upload {
+    async fn step(&mut self, ctx: &DataContext) -> Result<usize, Failure> {
+        // The buffer always has room here (it is handed on when full), so a
+        // read of 0 bytes is the end of the data.
+        let n = match timeout(ctx.timeout, self.stream.read_buf(&mut self.buf)).await {
+            Ok(result) => result?,
+            Err(_) => return Err(Failure::stalled()),
+        };
+        if self.buf.len() >= CHUNK
+            && let Some(chunk) = self.chunk(false)
+        {
+            self.sink.put(chunk).await?;
+        }
+        Ok(n)
+    }
+
+    async fn finish(mut self, ctx: &DataContext) -> Result<(), Failure> {
+        // Answer the client's TLS close_notify with ours; the upload itself
+        // is complete either way.
+        let _ = close(&mut self.stream, ctx.timeout).await;
+        let rest = self.chunk(true);
+        debug!(what = %ctx.what, "upload complete, finishing");
+        self.sink.finish(rest).await
+    }
+
+    async fn fail(mut self, failure: Failure) -> Failure {
+        let rest = self.chunk(true);
+        self.sink.abandon(rest).await.unwrap_or(failure)
+    }
+}
+
 /// Aborts a helper task when the transfer is dropped (ABOR).
 struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
 
@@ -264,138 +568,60 @@ impl<T> Drop for AbortOnDrop<T> {
     }
 }
 
-async fn write_timed<S: AsyncWrite + Unpin>(
-    stream: &mut S,
-    data: &[u8],
-    limit: Duration,
-) -> Result<(), Failure> {
-    match timeout(limit, stream.write_all(data)).await {
-        Ok(result) => Ok(result?),
-        Err(_) => Err(Failure::Data("data connection stalled".into())),
-    }
+/// The storage end of a download. Most files by count fit in a chunk or two:
+/// those are read right here, without a task or a cross-thread hand-off;
+/// after that a read-ahead task reads the next chunks while the socket sends.
+enum StorageReader {
+    /// Already in memory (listings).
+    Memory(Option<Bytes>),
+    /// Read inline; `reads` so far.
+    Inline {
+        reader: Box<dyn FileReader>,
+        reads: u8,
+    },
+    Ahead {
+        rx: mpsc::Receiver<Result<Bytes, StorageError>>,
+        _task: AbortOnDrop<()>,
+    },
+    Done,
 }
 
-async fn send<S: AsyncWrite + Unpin>(
-    stream: &mut S,
-    source: Source,
-    ascii: bool,
-    mut skip: u64,
-    ctx: &DataContext,
-) -> Result<(), Failure> {
-    let (tx, mut rx) = mpsc::channel::<Result<Bytes, StorageError>>(QUEUE);
-    let _reader_task = match source {
-        Source::Bytes(bytes) => {
-            // Listings are small and already in memory: no helper task.
-            let _ = tx.send(Ok(Bytes::from(bytes))).await;
-            drop(tx);
-            None
-        }
-        Source::File(mut reader) => {
-            // Most files by count fit in one chunk: read the start here and
-            // only start the read-ahead task when there is more. A small file
-            // then costs no task spawn and no cross-thread hand-off.
-            let more = match reader.read(CHUNK).await {
-                Ok(chunk) if chunk.is_empty() => false,
-                Ok(chunk) => {
-                    let short = chunk.len() < CHUNK;
-                    let _ = tx.send(Ok(chunk)).await;
-                    // A short first chunk usually means end of file: check
-                    // here. The queue has room for both chunks.
-                    !short
-                        || match reader.read(CHUNK).await {
-                            Ok(chunk) if chunk.is_empty() => false,
-                            Ok(chunk) => {
-                                let _ = tx.send(Ok(chunk)).await;
-                                true
-                            }
-                            Err(err) => {
-                                let _ = tx.send(Err(err)).await;
-                                false
-                            }
-                        }
+impl StorageReader {
+    /// The next chunk; `None` at the end.
+    async fn next(&mut self) -> Result<Option<Bytes>, Failure> {
+        match self {
+            StorageReader::Memory(bytes) => Ok(bytes.take()),
+            StorageReader::Inline { reader, reads } => {
+                let chunk = reader.read(CHUNK).await.map_err(Failure::Storage)?;
+                *reads += 1;
+                if chunk.is_empty() {
+                    *self = StorageReader::Done;
+                    return Ok(None);
                 }
-                Err(err) => {
-                    let _ = tx.send(Err(err)).await;
-                    false
+                // A short first chunk usually means the end of the file: the
+                // next read (inline too) checks. A full one means more.
+                if chunk.len() == CHUNK || *reads >= 2 {
+                    let StorageReader::Inline { reader, .. } =
+                        std::mem::replace(self, StorageReader::Done)
+                    else {
+                        return Ok(Some(chunk));
+                    };
+                    let (tx, rx) = mpsc::channel(QUEUE);
+                    *self = StorageReader::Ahead {
+                        rx,
+                        _task: read_ahead(reader, tx),
+                    };
                 }
-            };
-            if more {
-                Some(read_ahead(reader, tx))
-            } else {
-                drop(tx);
-                None
+                Ok(Some(chunk))
             }
+            StorageReader::Ahead { rx, .. } => match rx.recv().await {
+                Some(Ok(chunk)) => Ok(Some(chunk)),
+                Some(Err(err)) => Err(Failure::Storage(err)),
+                None => Ok(None),
+            },
+            StorageReader::Done => Ok(None),
         }
-    };
-    let mut to_crlf = ToCrlf::default();
-    let mut converted = Vec::new();
-    while let Some(chunk) = rx.recv().await {
-        let chunk = chunk.map_err(Failure::Storage)?;
-        let mut data: &[u8] = &chunk;
-        if ascii {
-            converted.clear();
-            to_crlf.convert(&chunk, &mut converted);
-            data = &converted;
-        }
-        if skip > 0 {
-            let n = (skip as usize).min(data.len());
-            data = &data[n..];
-            skip -= n as u64;
-        }
-        if data.is_empty() {
-            continue;
-        }
-        write_timed(stream, data, ctx.timeout).await?;
-        ctx.progress.fetch_add(data.len() as u64, Ordering::Relaxed);
     }
-    match timeout(ctx.timeout, stream.shutdown()).await {
-        Ok(result) => Ok(result?),
-        Err(_) => Err(Failure::Data("data connection stalled".into())),
-    }
-}
-
-/// Largest single `sendfile` call (how long one call may hold the thread).
-const SENDFILE_CHUNK: usize = 256 << 10;
-
-/// Sends an OS file from `offset` to its end with `sendfile(2)`: the kernel
-/// moves the bytes from the page cache to the socket without copying them
-/// through us (what vsftpd and pyftpdlib do). Measured A/B, 5 interleaved
-/// rounds of a 1 GiB RETR: median 5,043 MB/s against 3,773 for the read-ahead
-/// copy (docs/benchmarks.md). Only for binary transfers of a file the storage
-/// plugin handed over as our own unread file stream, so the bytes are exactly
-/// the ones the stream would have given.
-async fn send_os_file(
-    stream: &TcpStream,
-    file: &std::fs::File,
-    mut offset: u64,
-    ctx: &DataContext,
-) -> Result<(), Failure> {
-    loop {
-        let wrote = match timeout(ctx.timeout, async {
-            loop {
-                stream.writable().await?;
-                match stream.try_io(tokio::io::Interest::WRITABLE, || {
-                    rustix::fs::sendfile(stream, file, Some(&mut offset), SENDFILE_CHUNK)
-                        .map_err(io::Error::from)
-                }) {
-                    Err(err) if err.kind() == io::ErrorKind::WouldBlock => continue,
-                    other => return other,
-                }
-            }
-        })
-        .await
-        {
-            Ok(result) => result?,
-            Err(_) => return Err(Failure::Data("data connection stalled".into())),
-        };
-        if wrote == 0 {
-            break;
-        }
-        ctx.progress.fetch_add(wrote as u64, Ordering::Relaxed);
-    }
-    // As `send` ends: the end of the data, then the close.
-    let shutdown = socket2::SockRef::from(stream).shutdown(std::net::Shutdown::Write);
-    shutdown.map_err(Failure::from)
 }
 
 /// Reads the rest of a file into the queue while the socket half sends.
@@ -419,6 +645,132 @@ fn read_ahead(
             }
         }
     }))
+}
+
+/// The storage end of an upload. An upload that fits in one chunk (most by
+/// count) is written right here, without a task or a cross-thread hand-off;
+/// a larger one goes to a writer task that writes each chunk while the next
+/// one arrives. After a failure what was received is written and the file is
+/// not finished; ABOR drops the transfer, and the writer task still writes
+/// what was queued (it is not aborted) before dropping the writer.
+struct StorageWriter {
+    state: Writer,
+    /// Chunk buffers written by the task come back here.
+    pool: BufferPool,
+}
+
+type WriterTask = tokio::task::JoinHandle<(Box<dyn FileWriter>, Result<(), StorageError>)>;
+
+enum Writer {
+    Inline(Box<dyn FileWriter>),
+    Behind {
+        tx: mpsc::Sender<Bytes>,
+        task: WriterTask,
+    },
+    /// The writer task ended early with a storage error, already reported.
+    Failed,
+}
+
+impl StorageWriter {
+    fn new(writer: Box<dyn FileWriter>) -> Self {
+        StorageWriter {
+            state: Writer::Inline(writer),
+            pool: BufferPool::default(),
+        }
+    }
+
+    /// A full chunk, with more to come: hands it to the writer task (started
+    /// on the first one).
+    async fn put(&mut self, chunk: Bytes) -> Result<(), Failure> {
+        if let Writer::Inline(_) = self.state {
+            let Writer::Inline(writer) = std::mem::replace(&mut self.state, Writer::Failed) else {
+                return Ok(());
+            };
+            let (tx, rx) = mpsc::channel(QUEUE);
+            let task = tokio::spawn(write_behind(writer, rx, self.pool.clone()));
+            self.state = Writer::Behind { tx, task };
+        }
+        let Writer::Behind { tx, .. } = &self.state else {
+            return Err(Failure::Storage(task_failed("writer already failed")));
+        };
+        if tx.send(chunk).await.is_ok() {
+            return Ok(());
+        }
+        // The task stopped at a storage error: report that one.
+        let Writer::Behind { task, .. } = std::mem::replace(&mut self.state, Writer::Failed) else {
+            return Err(Failure::Storage(task_failed("writer already failed")));
+        };
+        let (_, result) = join(task).await;
+        Err(Failure::Storage(
+            result
+                .err()
+                .unwrap_or_else(|| task_failed("writer stopped")),
+        ))
+    }
+
+    /// All received: writes `rest` and completes the file.
+    async fn finish(self, rest: Option<Bytes>) -> Result<(), Failure> {
+        let writer = self.flush(rest).await?;
+        writer.finish().await.map_err(Failure::Storage)
+    }
+
+    /// The transfer failed: writes what was received without completing the
+    /// file. Returns a storage error to report instead of the failure.
+    async fn abandon(self, rest: Option<Bytes>) -> Option<Failure> {
+        self.flush(rest).await.err()
+    }
+
+    /// Writes `rest` after everything queued and hands back the writer.
+    async fn flush(self, rest: Option<Bytes>) -> Result<Box<dyn FileWriter>, Failure> {
+        match self.state {
+            Writer::Inline(mut writer) => {
+                if let Some(rest) = rest {
+                    writer.write(rest).await.map_err(Failure::Storage)?;
+                }
+                Ok(writer)
+            }
+            Writer::Behind { tx, task } => {
+                if let Some(rest) = rest {
+                    // A failed send means the task stopped; its error comes below.
+                    let _ = tx.send(rest).await;
+                }
+                drop(tx);
+                let (writer, result) = join(task).await;
+                result.map_err(Failure::Storage)?;
+                writer.ok_or_else(|| Failure::Storage(task_failed("writer task failed")))
+            }
+            Writer::Failed => Err(Failure::Storage(task_failed("writer already failed"))),
+        }
+    }
+}
+
+/// Writes queued chunks until the queue closes or a write fails.
+async fn write_behind(
+    mut writer: Box<dyn FileWriter>,
+    mut rx: mpsc::Receiver<Bytes>,
+    pool: BufferPool,
+) -> (Box<dyn FileWriter>, Result<(), StorageError>) {
+    while let Some(chunk) = rx.recv().await {
+        // A clone is a reference count: once written, the buffer is ours
+        // alone again and goes back to the receive loop.
+        if let Err(err) = writer.write(chunk.clone()).await {
+            return (writer, Err(err));
+        }
+        pool.put(chunk);
+    }
+    (writer, Ok(()))
+}
+
+/// The writer task's result; a panicked task is a storage failure.
+async fn join(task: WriterTask) -> (Option<Box<dyn FileWriter>>, Result<(), StorageError>) {
+    match task.await {
+        Ok((writer, result)) => (Some(writer), result),
+        Err(err) => (None, Err(task_failed(&err.to_string()))),
+    }
+}
+
+fn task_failed(why: &str) -> StorageError {
+    StorageError::with_message(crate::backend::ErrorKind::Io, why.to_string())
 }
 
 /// Receive buffers written to storage come back here for the next chunks: a
@@ -445,129 +797,6 @@ impl BufferPool {
             free.push(buf);
         }
     }
-}
-
-/// One read from the data connection into `buf`, counted in the progress.
-async fn read_timed<S: AsyncRead + Unpin>(
-    stream: &mut S,
-    buf: &mut BytesMut,
-    ctx: &DataContext,
-) -> Result<usize, Failure> {
-    match timeout(ctx.timeout, stream.read_buf(buf)).await {
-        Ok(Ok(n)) => {
-            ctx.progress.fetch_add(n as u64, Ordering::Relaxed);
-            Ok(n)
-        }
-        Ok(Err(err)) => Err(err.into()),
-        Err(_) => Err(Failure::Data("data connection stalled".into())),
-    }
-}
-
-async fn receive<S: AsyncRead + Unpin>(
-    stream: &mut S,
-    mut writer: Box<dyn FileWriter>,
-    ascii: bool,
-    ctx: &DataContext,
-) -> Result<(), Failure> {
-    let mut buf = BytesMut::with_capacity(CHUNK);
-    if !ascii {
-        // Receive up to one chunk first. An upload that ends within it (most
-        // files by count) is written right here, without the writer task and
-        // its cross-thread hand-off. What happens on a failure is unchanged:
-        // what was received is written, the writer is not finished.
-        let mut network = Ok(());
-        let mut eof = false;
-        while buf.len() < CHUNK {
-            match read_timed(stream, &mut buf, ctx).await {
-                Ok(0) => eof = true,
-                Ok(_) => continue,
-                Err(failure) => network = Err(failure),
-            }
-            break;
-        }
-        if eof || network.is_err() {
-            if !buf.is_empty() {
-                writer
-                    .write(buf.split().freeze())
-                    .await
-                    .map_err(Failure::Storage)?;
-            }
-            network?;
-            debug!(what = %ctx.what, "upload complete, finishing");
-            return writer.finish().await.map_err(Failure::Storage);
-        }
-    }
-    let (tx, mut rx) = mpsc::channel::<Bytes>(QUEUE);
-    let pool = BufferPool::default();
-    let returned = pool.clone();
-    // Not aborted on drop: chunks already received still reach storage when
-    // the transfer is cut, then the writer is dropped without `finish`.
-    let writer_task = tokio::spawn(async move {
-        while let Some(chunk) = rx.recv().await {
-            // A clone is a reference count: once written, the buffer is ours
-            // alone again and goes back to the receive loop.
-            if let Err(err) = writer.write(chunk.clone()).await {
-                return (writer, Err(err));
-            }
-            returned.put(chunk);
-        }
-        (writer, Ok(()))
-    });
-    let mut from_crlf = FromCrlf::default();
-    if !buf.is_empty() {
-        // The first chunk, read above.
-        let _ = tx
-            .send(std::mem::replace(&mut buf, pool.take()).freeze())
-            .await;
-    }
-    let mut network: Result<(), Failure> = Ok(());
-    loop {
-        let n = match read_timed(stream, &mut buf, ctx).await {
-            Ok(n) => n,
-            Err(failure) => {
-                network = Err(failure);
-                break;
-            }
-        };
-        let eof = n == 0;
-        if ascii && (!buf.is_empty() || eof) {
-            let mut out = Vec::with_capacity(buf.len() + 1);
-            from_crlf.convert(&buf, &mut out);
-            if eof {
-                from_crlf.finish(&mut out);
-            }
-            buf.clear();
-            if !out.is_empty() && tx.send(Bytes::from(out)).await.is_err() {
-                break;
-            }
-        } else if buf.len() >= CHUNK || (eof && !buf.is_empty()) {
-            let chunk = std::mem::replace(&mut buf, pool.take()).freeze();
-            if tx.send(chunk).await.is_err() {
-                // The writer failed; its error is reported below.
-                break;
-            }
-        }
-        if eof {
-            break;
-        }
-        if ascii && buf.capacity() - buf.len() < CHUNK / 4 {
-            buf.reserve(CHUNK);
-        }
-    }
-    drop(tx);
-    let (writer, written) = match writer_task.await {
-        Ok(result) => result,
-        Err(err) => {
-            return Err(Failure::Storage(StorageError::with_message(
-                crate::backend::ErrorKind::Io,
-                err.to_string(),
-            )));
-        }
-    };
-    written.map_err(Failure::Storage)?;
-    network?;
-    debug!(what = %ctx.what, "upload complete, finishing");
-    writer.finish().await.map_err(Failure::Storage)
 }
 
 #[cfg(test)]

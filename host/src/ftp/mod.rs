@@ -37,7 +37,7 @@ use std::time::Duration;
 use tracing::{error, info};
 
 use crate::site::{Site, SiteDirectory};
-use control::{LineReader, ReplyWriter};
+use control::Control;
 use reply::{Reply, ReplyCode};
 use session::Session;
 
@@ -81,6 +81,12 @@ impl Default for SessionSettings {
         }
     }
 }
+
+/// A byte stream a control or data connection runs over: plain TCP, or TLS
+/// over TCP. The protocol never needs to know which.
+pub trait Transport: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Transport for T {}
 
 /// An accepted control connection, handed over by the server.
 pub struct Connection {
@@ -135,10 +141,8 @@ async fn serve(conn: Connection) {
     // stream and ABOR merges with the next command (RFC 6093 asks for this).
     let _ = socket2::SockRef::from(&conn.stream).set_out_of_band_inline(true);
     info!(peer = %conn.peer, site = conn.site.as_ref().map(|s| s.name.as_str()).unwrap_or(""), "session opened");
-    let (read, write) = conn.stream.into_split();
-    let reader = LineReader::new(Box::new(read), conn.settings.max_line_length);
-    let mut writer = ReplyWriter::new(Box::new(write));
-    if writer
+    let mut control = Control::new(Box::new(conn.stream), conn.settings.max_line_length);
+    if control
         .send(&greeting(conn.site.as_deref()), conn.settings.idle_timeout)
         .await
         .is_err()
@@ -146,7 +150,7 @@ async fn serve(conn: Connection) {
         return;
     }
     let session = Session::new(conn.settings, conn.peer, conn.local, conn.site, conn.sites);
-    session::run(session, reader, writer).await;
+    session::run(session, control).await;
 }
 
 /// The `220` greeting (also the reply to HOST and REIN): the site's banner,

@@ -85,15 +85,28 @@ impl ReplyCode {
     }
 }
 
+/// What the session does with the control connection once a reply is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum After {
+    /// Read the next command.
+    Continue,
+    /// Close the control connection.
+    Close,
+    /// Run a TLS handshake on the control connection, then go on over TLS
+    /// (`234` to AUTH TLS, RFC 4217 section 4).
+    StartTls,
+}
+
 /// One reply, possibly multi-line, possibly followed by another (ABOR sends
-/// `426` then `226`), possibly closing the control connection afterwards.
+/// `426` then `226`), possibly closing or securing the control connection
+/// afterwards.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply {
     pub code: ReplyCode,
     /// The text lines; more than one makes a multi-line reply.
     pub lines: Vec<String>,
-    /// Close the control connection once this reply is sent.
-    pub close: bool,
+    /// What happens to the control connection once this reply is sent.
+    pub after: After,
     /// A reply sent right after this one.
     pub then: Option<Box<Reply>>,
 }
@@ -103,7 +116,7 @@ impl Reply {
         Reply {
             code,
             lines: vec![text.into()],
-            close: false,
+            after: After::Continue,
             then: None,
         }
     }
@@ -113,13 +126,19 @@ impl Reply {
         Reply {
             code,
             lines,
-            close: false,
+            after: After::Continue,
             then: None,
         }
     }
 
     pub fn and_close(mut self) -> Self {
-        self.close = true;
+        self.after = After::Close;
+        self
+    }
+
+    /// Upgrade the control connection to TLS once this reply is sent.
+    pub fn and_start_tls(mut self) -> Self {
+        self.after = After::StartTls;
         self
     }
 
@@ -134,7 +153,13 @@ impl Reply {
 
     /// Whether any reply in the chain closes the connection.
     pub fn closes(&self) -> bool {
-        self.close || self.then.as_ref().is_some_and(|t| t.closes())
+        self.after == After::Close || self.then.as_ref().is_some_and(|t| t.closes())
+    }
+
+    /// Whether the control connection turns to TLS after this reply (only a
+    /// single reply asks for that).
+    pub fn starts_tls(&self) -> bool {
+        self.after == After::StartTls && self.then.is_none()
     }
 
     /// The wire form of the whole chain.
@@ -292,7 +317,7 @@ mod tests {
             with_msg.lines,
             vec!["No such file or directory: gone".to_string()]
         );
-        assert!(auth_error(&AuthError::Unavailable(None)).close);
+        assert!(auth_error(&AuthError::Unavailable(None)).closes());
         assert_eq!(
             auth_error(&AuthError::PluginFailed("x".into()))
                 .code

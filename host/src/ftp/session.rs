@@ -14,7 +14,7 @@ use tracing::{debug, info};
 
 use super::SessionSettings;
 use super::commands::{self, Access};
-use super::control::{Line, LineReader, ReplyWriter};
+use super::control::{Control, Line};
 use super::dtp::{self, DataEndpoint, Job};
 use super::listing::MlstFacts;
 use super::path;
@@ -148,6 +148,72 @@ impl Session {
             transfer: None,
             kept_listener: None,
         }
+    }
+
+    /// REIN: back to the state right after connecting (RFC 959 section
+    /// 4.1.1), including the site (RFC 7151 section 3.3). What belongs to the
+    /// connection stays: the failed-login count and its security (a secured
+    /// connection is never turned back to clear text).
+    pub fn reinitialize(&mut self) {
+        self.state = State::NeedUser;
+        self.site = self.initial_site.clone();
+        self.host_selected = false;
+        self.transfer_type = TransferType::Ascii;
+        self.data = None;
+        self.epsv_all = false;
+        self.rest = 0;
+        self.mlst_facts = MlstFacts::default();
+        self.kept_listener = None;
+    }
+
+    /// HOST (RFC 7151) chose `site`: a later `USER name@x` is a plain name.
+    pub fn select_site(&mut self, site: Arc<Site>) {
+        self.site = Some(site);
+        self.host_selected = true;
+    }
+
+    /// USER was accepted: PASS comes next.
+    pub fn expect_password(&mut self, user: String, site: Arc<Site>) {
+        self.state = State::NeedPass { user, site };
+    }
+
+    /// PASS was accepted on `site`.
+    pub fn log_in(&mut self, site: Arc<Site>, user: LoggedIn) {
+        self.site = Some(site);
+        self.state = State::LoggedIn(user);
+    }
+
+    /// PASV/EPSV/PORT/EPRT: where the next transfer's data connection comes from.
+    pub fn set_data_endpoint(&mut self, endpoint: DataEndpoint) {
+        self.data = Some(endpoint);
+    }
+
+    /// Forgets a prepared data connection (ABOR, a new PASV).
+    pub fn clear_data_endpoint(&mut self) {
+        self.data = None;
+    }
+
+    /// REST: the next RETR/STOR/APPE starts at `offset`.
+    pub fn set_rest(&mut self, offset: u64) {
+        self.rest = offset;
+    }
+
+    /// The pending REST offset, used up by the transfer command asking.
+    pub fn take_rest(&mut self) -> u64 {
+        std::mem::take(&mut self.rest)
+    }
+
+    pub fn set_transfer_type(&mut self, kind: TransferType) {
+        self.transfer_type = kind;
+    }
+
+    /// `EPSV ALL`: from now on only EPSV sets up data connections.
+    pub fn set_epsv_all(&mut self) {
+        self.epsv_all = true;
+    }
+
+    pub fn set_mlst_facts(&mut self, facts: MlstFacts) {
+        self.mlst_facts = facts;
     }
 
     pub fn logged_in(&self) -> Option<&LoggedIn> {
@@ -293,24 +359,24 @@ enum Event {
 }
 
 /// Runs the session until QUIT, a closing reply, idle timeout or disconnect.
-pub async fn run(mut session: Session, mut reader: LineReader, mut writer: ReplyWriter) {
+pub async fn run(mut session: Session, mut control: Control) {
     let mut idle_since = tokio::time::Instant::now();
     loop {
         let event = match session.transfer.as_mut() {
             Some(transfer) => tokio::select! {
-                line = reader.next_line() => Event::Line(line),
+                line = control.next_line() => Event::Line(line),
                 done = &mut transfer.handle => Event::TransferDone(done),
             },
             None => {
                 let idle_at = idle_since + session.settings.idle_timeout;
                 match session.kept_listener.as_ref().map(|kept| kept.until) {
                     Some(until) if until < idle_at => {
-                        match tokio::time::timeout_at(until, reader.next_line()).await {
+                        match tokio::time::timeout_at(until, control.next_line()).await {
                             Ok(line) => Event::Line(line),
                             Err(_) => Event::ListenerExpired,
                         }
                     }
-                    _ => match tokio::time::timeout_at(idle_at, reader.next_line()).await {
+                    _ => match tokio::time::timeout_at(idle_at, control.next_line()).await {
                         Ok(line) => Event::Line(line),
                         Err(_) => Event::Idle,
                     },
@@ -346,13 +412,13 @@ pub async fn run(mut session: Session, mut reader: LineReader, mut writer: Reply
                 Reply::new(ReplyCode::SyntaxError, "Command line too long")
             }
             Event::Line(Ok(Line::Command(bytes))) => {
-                match execute(&mut session, &mut writer, &bytes).await {
+                match execute(&mut session, &mut control, &bytes).await {
                     Some(reply) => reply,
                     None => break,
                 }
             }
         };
-        if writer
+        if control
             .send(&reply, session.settings.idle_timeout)
             .await
             .is_err()
@@ -364,7 +430,7 @@ pub async fn run(mut session: Session, mut reader: LineReader, mut writer: Reply
     }
     // The client is gone: nobody would read a running transfer's reply.
     drop(session.transfer.take());
-    writer.shutdown().await;
+    control.shutdown().await;
     let user = session
         .logged_in()
         .map(|u| u.account.user.clone())
@@ -374,7 +440,7 @@ pub async fn run(mut session: Session, mut reader: LineReader, mut writer: Reply
 
 /// Parses and runs one command line. `None` means the control connection
 /// failed while writing an earlier reply.
-async fn execute(session: &mut Session, writer: &mut ReplyWriter, bytes: &[u8]) -> Option<Reply> {
+async fn execute(session: &mut Session, control: &mut Control, bytes: &[u8]) -> Option<Reply> {
     let Ok(line) = std::str::from_utf8(bytes) else {
         return Some(Reply::new(
             ReplyCode::ArgumentError,
@@ -391,7 +457,7 @@ async fn execute(session: &mut Session, writer: &mut ReplyWriter, bytes: &[u8]) 
     if let Some(command) = commands::lookup(&verb)
         && !command.during_transfer
         && let Some(reply) = session.finish_transfer().await
-        && writer
+        && control
             .send(&reply, session.settings.idle_timeout)
             .await
             .is_err()

@@ -6,7 +6,7 @@ use crate::ftp::reply::{Reply, ReplyCode};
 use crate::ftp::session::{HandlerResult, Session};
 
 pub async fn run(session: &mut Session, _arg: &str) -> HandlerResult {
-    session.data = None;
+    session.clear_data_endpoint();
     let ok = Reply::new(ReplyCode::ClosingDataConnection, "ABOR successful");
     match session.abort_transfer().await {
         None => Ok(Reply::new(

@@ -13,7 +13,7 @@ pub async fn run(session: &mut Session, arg: &str) -> HandlerResult {
     shared::refuse_after_epsv_all(session)?;
     let addr = parse(arg.trim())?;
     shared::check_active_target(session, addr)?;
-    session.data = Some(DataEndpoint::Active(addr));
+    session.set_data_endpoint(DataEndpoint::Active(addr));
     Ok(Reply::new(ReplyCode::CommandOk, "EPRT command successful"))
 }
 

@@ -14,7 +14,7 @@ pub async fn run(session: &mut Session, arg: &str) -> HandlerResult {
     match arg.trim().to_ascii_uppercase().as_str() {
         "" => {}
         "ALL" => {
-            session.epsv_all = true;
+            session.set_epsv_all();
             return Ok(Reply::new(ReplyCode::CommandOk, "EPSV ALL ok"));
         }
         "1" if local_v4 => {}
@@ -28,7 +28,7 @@ pub async fn run(session: &mut Session, arg: &str) -> HandlerResult {
         .local_addr()
         .map_err(|_| shared::cant_listen())?
         .port();
-    session.data = Some(DataEndpoint::Passive(listener));
+    session.set_data_endpoint(DataEndpoint::Passive(listener));
     Ok(Reply::new(
         ReplyCode::EnteringExtendedPassive,
         format!("Entering Extended Passive Mode (|||{port}|)"),

@@ -21,8 +21,7 @@ pub async fn run(session: &mut Session, arg: &str) -> HandlerResult {
     match session.sites.by_host(name) {
         Some(site) => {
             let reply = greeting(Some(&site));
-            session.site = Some(site);
-            session.host_selected = true;
+            session.select_site(site);
             Ok(reply)
         }
         None => Err(Reply::new(

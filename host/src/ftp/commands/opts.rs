@@ -17,7 +17,7 @@ pub async fn run(session: &mut Session, arg: &str) -> HandlerResult {
             _ => Err(Reply::new(ReplyCode::ArgumentError, "Use OPTS UTF8 ON")),
         },
         "MLST" => {
-            session.mlst_facts = MlstFacts::parse(value);
+            session.set_mlst_facts(MlstFacts::parse(value));
             Ok(Reply::new(
                 ReplyCode::CommandOk,
                 format!("MLST OPTS {}", session.mlst_facts.enabled()),

@@ -41,15 +41,17 @@ pub async fn run(session: &mut Session, arg: &str) -> HandlerResult {
             info!(peer = %session.peer, user = %account.user, site = %site.name, "logged in");
             let home = path::normalize_home(&account.home);
             let storage = site.storage.open_session(&account);
-            session.site = Some(site);
-            session.state = State::LoggedIn(LoggedIn {
-                account,
-                home,
-                storage,
-                cwd: "/".to_string(),
-                rename_from: None,
-                ticket,
-            });
+            session.log_in(
+                site,
+                LoggedIn {
+                    account,
+                    home,
+                    storage,
+                    cwd: "/".to_string(),
+                    rename_from: None,
+                    ticket,
+                },
+            );
             Ok(Reply::new(ReplyCode::LoggedIn, "Login successful"))
         }
         Err(err) => {

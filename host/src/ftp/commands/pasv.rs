@@ -28,7 +28,7 @@ pub async fn run(session: &mut Session, _arg: &str) -> HandlerResult {
         .local_addr()
         .map_err(|_| shared::cant_listen())?
         .port();
-    session.data = Some(DataEndpoint::Passive(listener));
+    session.set_data_endpoint(DataEndpoint::Passive(listener));
     let [a, b, c, d] = ip.octets();
     Ok(Reply::new(
         ReplyCode::EnteringPassive,

@@ -15,7 +15,7 @@ pub async fn run(session: &mut Session, arg: &str) -> HandlerResult {
     let addr = parse(arg)
         .ok_or_else(|| Reply::new(ReplyCode::ArgumentError, "Use PORT h1,h2,h3,h4,p1,p2"))?;
     shared::check_active_target(session, addr)?;
-    session.data = Some(DataEndpoint::Active(addr));
+    session.set_data_endpoint(DataEndpoint::Active(addr));
     Ok(Reply::new(ReplyCode::CommandOk, "PORT command successful"))
 }
 

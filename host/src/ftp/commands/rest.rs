@@ -10,7 +10,7 @@ pub async fn run(session: &mut Session, arg: &str) -> HandlerResult {
         .trim()
         .parse()
         .map_err(|_| Reply::new(ReplyCode::ArgumentError, "Use REST <offset>"))?;
-    session.rest = offset;
+    session.set_rest(offset);
     Ok(Reply::new(
         ReplyCode::PendingFurtherInfo,
         format!("Restarting at {offset}. Send RETR or STOR"),

@@ -8,7 +8,7 @@ use crate::ftp::session::{HandlerResult, OrReply, Session, TransferType};
 
 pub async fn run(session: &mut Session, arg: &str) -> HandlerResult {
     session.require_data_endpoint()?;
-    let offset = std::mem::take(&mut session.rest);
+    let offset = session.take_rest();
     let target = session.target(arg, Permissions::READ)?;
     let ascii = session.transfer_type == TransferType::Ascii;
     let (open_at, skip) = if ascii { (0, offset) } else { (offset, 0) };

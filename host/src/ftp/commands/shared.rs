@@ -38,7 +38,7 @@ pub fn cant_listen() -> Reply {
 /// still usable, else a new one, which the session then keeps.
 pub async fn passive_listener(session: &mut Session) -> Result<Arc<TcpListener>, Reply> {
     // A new PASV replaces the previous endpoint.
-    session.data = None;
+    session.clear_data_endpoint();
     let ports = session
         .site
         .as_ref()
@@ -107,7 +107,7 @@ pub enum Upload {
 /// STOR and APPE: open the file for writing and start receiving.
 pub async fn upload(session: &mut Session, arg: &str, kind: Upload) -> HandlerResult {
     session.require_data_endpoint()?;
-    let offset = std::mem::take(&mut session.rest);
+    let offset = session.take_rest();
     let (needs, mode) = match kind {
         Upload::Append => (Permissions::APPEND, WriteMode::Append),
         Upload::Store if offset > 0 => (

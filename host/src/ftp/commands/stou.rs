@@ -14,7 +14,7 @@ const ATTEMPTS: u32 = 100;
 
 pub async fn run(session: &mut Session, arg: &str) -> HandlerResult {
     session.require_data_endpoint()?;
-    session.rest = 0;
+    session.take_rest();
     let base = if arg.is_empty() {
         use rand_core::RngCore;
         format!("ftp{:08x}", rand_core::OsRng.next_u32())

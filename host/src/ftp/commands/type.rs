@@ -18,7 +18,7 @@ pub async fn run(session: &mut Session, arg: &str) -> HandlerResult {
         }
         _ => return Err(Reply::new(ReplyCode::ArgumentError, "Use TYPE A or TYPE I")),
     };
-    session.transfer_type = kind;
+    session.set_transfer_type(kind);
     Ok(Reply::new(
         ReplyCode::CommandOk,
         format!("Type set to {name}"),

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use crate::ftp::reply::{Reply, ReplyCode};
-use crate::ftp::session::{HandlerResult, Session, State};
+use crate::ftp::session::{HandlerResult, Session};
 use crate::site::Site;
 
 pub async fn run(session: &mut Session, arg: &str) -> HandlerResult {
@@ -19,7 +19,7 @@ pub async fn run(session: &mut Session, arg: &str) -> HandlerResult {
         ReplyCode::NeedPassword,
         format!("Password required for {user}"),
     );
-    session.state = State::NeedPass { user, site };
+    session.expect_password(user, site);
     Ok(reply)
 }
 
