@@ -1,30 +1,23 @@
 #!/usr/bin/env bash
-# Installs what the build and the tests need, skipping what is already there:
-# the wasm32-wasip2 Rust target, curl, lftp and openssl (Debian), pytest (PyPI), and
-# the example plugins' toolchains (examples/plugins/toolchains.sh).
-set -euo pipefail
+# Installs what the build and the tests need, each step skipped when it is
+# already done, so it works on a fresh machine and on one that has everything:
+#   - the wasm32-wasip2 Rust target (rustup)
+#   - curl, lftp, openssl (Debian)
+#   - pytest in the checkout's Python venv, .tools/venv (tests/requirements.txt)
+#   - the example plugins' toolchains (examples/plugins/toolchains.sh)
+# A failing step is named on stderr (scripts/lib.sh).
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
+step "Rust target wasm32-wasip2"
 if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2; then
-  echo "setup: adding Rust target wasm32-wasip2"
   rustup target add wasm32-wasip2
 fi
 
-missing=()
-for tool in curl lftp openssl; do
-  command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "setup: installing ${missing[*]}"
-  sudo_cmd=""
-  [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
-  $sudo_cmd apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
+step "Debian packages (curl, lftp, openssl)"
+apt_install curl lftp openssl
 
-if ! python3 -c 'import pytest' >/dev/null 2>&1; then
-  echo "setup: installing pytest"
-  python3 -m pip install -q pytest
-fi
+step "Python test tools into .tools/venv"
+pip_requirements "$REPO/tests/requirements.txt"
 
-# Toolchains for the example plugins in Python, JavaScript and C (versions pinned there).
-bash "$(dirname "$0")/../examples/plugins/toolchains.sh"
+step "example plugin toolchains"
+bash "$REPO/examples/plugins/toolchains.sh"

@@ -1,9 +1,17 @@
 #!/usr/bin/env bash
-# Runs every test: the Rust unit and integration tests, then the end-to-end
-# tests that drive the real binary with ftplib, curl and lftp over loopback.
-set -euo pipefail
-cd "$(dirname "$0")/.."
+# Runs every test: installs what they need (scripts/setup.sh), then the Rust unit
+# and integration tests, then the end-to-end tests that drive the real binary
+# with ftplib, curl and lftp over loopback.
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$REPO"
+
 bash scripts/setup.sh
+
+step "cargo build"
 cargo build -j2 --bins
+
+step "cargo test"
 cargo test -j2 --workspace
-python3 -m pytest -q tests/
+
+step "end-to-end tests (pytest)"
+"$PYTHON" -m pytest -q tests/

@@ -7,9 +7,9 @@
 #
 # Installs missing toolchains first (toolchains.sh). A language whose sources,
 # the WIT and this script are unchanged since its last build is skipped.
-set -euo pipefail
-here="$(cd "$(dirname "$0")" && pwd)"
-repo="$(cd "$here/../.." && pwd)"
+source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/lib.sh"
+here="$REPO/examples/plugins"
+repo="$REPO"
 out="$(mkdir -p "${1:-$repo/target/example-plugins}" && cd "${1:-$repo/target/example-plugins}" && pwd)"
 
 bash "$here/toolchains.sh"
@@ -18,7 +18,7 @@ bash "$here/toolchains.sh"
 fingerprint() {
   (
     cd "$repo"
-    find "examples/plugins/$1" wit examples/plugins/build.sh examples/plugins/toolchains.sh -type f \
+    find "examples/plugins/$1" wit examples/plugins/build.sh examples/plugins/toolchains.sh examples/plugins/requirements.txt -type f \
       -not -path '*/node_modules/*' -not -path '*/__pycache__/*' -not -path '*/target/*' -print0 |
       sort -z | xargs -0 sha256sum
   ) | sha256sum | cut -d' ' -f1
@@ -34,6 +34,7 @@ build() {  # build LANGUAGE OUTPUT...
     return
   fi
   local started=$SECONDS
+  step "build the $lang example plugins"
   bash "$here/$lang/build.sh" "$out"
   echo "$sum" > "$stamp"
   echo "example plugins: built $lang in $((SECONDS - started)) s"
