@@ -273,3 +273,48 @@ def test_reload_under_load(dir_server, sites_dir):
         t.join(timeout=60)
     assert not errors, (errors, dir_server.log()[-5000:])
     assert reloads_sent >= 50
+
+
+def reloads(server):
+    return len([l for l in server.log_lines if "reload (" in l])
+
+
+def test_a_site_moved_in_its_file_is_not_changed(dir_server, sites_dir):
+    conf, _ = sites_dir
+    before = reloads(dir_server)
+    beta = conf / "beta.toml"
+    beta.write_text("# a comment moves the site down\n\n" + beta.read_text())
+    assert "no site changed" in wait_reload(dir_server, before)
+
+
+def test_session_limit_holds_across_a_reload_that_changes_the_site(dir_server, sites_dir):
+    conf, roots = sites_dir
+    alpha = conf / "alpha.toml"
+    body = site_file({"alice": "pw-a"}, roots["alpha"], 'host_names = ["alpha.test"]\nmax_connections = 1')
+    before = reloads(dir_server)
+    alpha.write_text(body)
+    assert "alpha" in wait_reload(dir_server, before)
+    first = connect(dir_server)
+    first.login("alice", "pw-a")
+
+    # An edit to the site builds a new version of it; the session above still counts.
+    before = reloads(dir_server)
+    alpha.write_text('banner = "alpha, edited"\n' + body)
+    assert re.search(r'changed \["alpha"\]', wait_reload(dir_server, before))
+    second = connect(dir_server)
+    assert "alpha, edited" in second.getwelcome()
+    with pytest.raises(ftplib.error_temp, match="^421"):
+        second.login("alice", "pw-a")
+
+    # Once the first session is gone, its place is free on the new version.
+    first.quit()
+    deadline = time.monotonic() + 5
+    while True:
+        third = connect(dir_server)
+        try:
+            third.login("alice", "pw-a")
+            break
+        except ftplib.error_temp:
+            assert time.monotonic() < deadline, "the place was never given back"
+            time.sleep(0.05)
+    third.quit()

@@ -50,6 +50,9 @@ pub struct Config {
     pub listen: Vec<SocketAddr>,
     pub max_connections: usize,
     pub max_connections_per_ip: usize,
+    /// After SIGTERM/SIGINT, how long running sessions may go on before they
+    /// are closed with `421`.
+    pub shutdown_grace: Duration,
     /// Where precompiled plugins are cached; `None` disables the cache.
     pub cache_dir: Option<PathBuf>,
     pub session: SessionSettings,
@@ -76,6 +79,18 @@ pub struct SiteConfig {
     /// found while building it.
     pub file: PathBuf,
     pub line: usize,
+}
+
+impl SiteConfig {
+    /// Whether `other` configures the same site: where the site is written
+    /// (its file and line) does not count, so a comment added above it is no
+    /// change.
+    pub fn configures_same(&self, other: &SiteConfig) -> bool {
+        let mut other = other.clone();
+        other.file.clone_from(&self.file);
+        other.line = self.line;
+        *self == other
+    }
 }
 
 /// Reads and validates a configuration: one file, or a directory holding
@@ -226,6 +241,9 @@ fn build(at: &Locator, server: RawServer, sites: Vec<SiteConfig>) -> Result<Conf
         listen: server.listen,
         max_connections: server.max_connections.unwrap_or(1000),
         max_connections_per_ip: server.max_connections_per_ip.unwrap_or(50),
+        shutdown_grace: server
+            .shutdown_grace
+            .map_or(Duration::from_secs(30), |d| d.0),
         cache_dir,
         session,
         sites,
@@ -504,6 +522,7 @@ struct RawServer {
     max_login_failures: Option<u32>,
     max_connections: Option<usize>,
     max_connections_per_ip: Option<usize>,
+    shutdown_grace: Option<HumanDuration>,
     max_line_length: Option<usize>,
     #[serde(default)]
     allow_foreign_data: bool,
@@ -633,11 +652,24 @@ memory_limit = "32MiB"
     }
 
     #[test]
+    fn a_site_that_only_moved_in_its_file_configures_the_same() {
+        let before = parse_str(MINIMAL).expect("valid");
+        let moved = parse_str(&format!("# a comment\n\n{MINIMAL}")).expect("valid");
+        let (a, b) = (&before.sites[0], &moved.sites[0]);
+        assert_ne!(a.line, b.line);
+        assert!(a.configures_same(b));
+        let edited = parse_str(&MINIMAL.replace("[site.main]", "[site.main]\nbanner = \"hi\""))
+            .expect("valid");
+        assert!(!a.configures_same(&edited.sites[0]));
+    }
+
+    #[test]
     fn minimal_config_parses_with_units() {
         let config = parse_str(MINIMAL).expect("valid");
         assert_eq!(config.listen, vec!["127.0.0.1:2121".parse().unwrap()]);
         assert_eq!(config.session.idle_timeout, Duration::from_secs(30));
         assert_eq!(config.session.passive_keep, Duration::from_secs(2));
+        assert_eq!(config.shutdown_grace, Duration::from_secs(30));
         assert_eq!(config.default_site.as_deref(), Some("main"));
         let site = &config.sites[0];
         assert_eq!(site.storage.limits.memory, 32 * 1024 * 1024);

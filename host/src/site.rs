@@ -24,8 +24,9 @@ pub struct Site {
     pub passive_ports: Option<RangeInclusive<u16>>,
     /// Most concurrent logged-in sessions on this site (`421` beyond).
     pub max_connections: Option<usize>,
-    /// Logged-in sessions on this site version now.
-    pub sessions: SessionCount,
+    /// Logged-in sessions on this site now, shared by every version of the
+    /// site a reload built (sessions finish on the version they started on).
+    pub sessions: Arc<SessionCount>,
 }
 
 /// How many sessions are logged in to a site.
@@ -45,8 +46,7 @@ pub struct SiteTicket {
 
 impl Site {
     /// Takes a place for one logged-in session, or `None` when the site is at
-    /// its `max_connections`. Counted per site version: a reload starts the new
-    /// version at zero while the old version's sessions finish.
+    /// its `max_connections`. Sessions of older versions of the site count too.
     pub fn enter(self: &Arc<Self>) -> Option<SiteTicket> {
         let count = &self.sessions.0;
         let previous = count.fetch_add(1, Ordering::SeqCst);
@@ -89,7 +89,7 @@ mod tests {
             storage: Arc::new(MemoryFs::new()),
             passive_ports: None,
             max_connections: Some(2),
-            sessions: SessionCount::default(),
+            sessions: Default::default(),
         });
         let first = site.enter().expect("room for one");
         let _second = site.enter().expect("room for two");

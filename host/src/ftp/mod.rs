@@ -31,10 +31,11 @@ use std::net::{IpAddr, SocketAddr};
 use std::ops::RangeInclusive;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tracing::{error, info};
+use tracing::{Instrument, error, info, info_span};
 
 use crate::site::{Site, SiteDirectory};
 use control::Control;
@@ -98,6 +99,34 @@ pub struct Connection {
     pub site: Option<Arc<Site>>,
     pub sites: Arc<dyn SiteDirectory>,
     pub settings: Arc<SessionSettings>,
+    /// Fires when the server's shutdown grace period is over.
+    pub closing: Closing,
+}
+
+/// Tells sessions that the server is going away: once it fires, each session
+/// replies `421` to whatever it was waiting for and closes.
+#[derive(Clone)]
+pub struct Closing(tokio::sync::watch::Receiver<bool>);
+
+impl Closing {
+    /// The sender closes sessions with `send(true)`.
+    pub fn new() -> (tokio::sync::watch::Sender<bool>, Closing) {
+        let (sender, receiver) = tokio::sync::watch::channel(false);
+        (sender, Closing(receiver))
+    }
+
+    /// A signal that never fires (tests, tools).
+    pub fn never() -> Closing {
+        Closing::new().1
+    }
+
+    /// Resolves once the server closes sessions. Cancel-safe.
+    pub async fn fired(&mut self) {
+        if self.0.wait_for(|closing| *closing).await.is_err() {
+            // The sender is gone without firing: nobody will close us.
+            std::future::pending::<()>().await;
+        }
+    }
 }
 
 /// Greets the client (`220` + the site's banner) and runs the session until it
@@ -107,11 +136,19 @@ pub struct Connection {
 /// a second task per connection was a measurable part of a login's cost.
 pub async fn serve_connection(conn: Connection) {
     let peer = conn.peer;
+    // Every log line of the session carries its id (`session{id=7}:`), so a
+    // reply's cause can be found in the log.
+    let span = info_span!(
+        "session",
+        id = NEXT_SESSION_ID.fetch_add(1, Ordering::Relaxed)
+    );
     let session = std::pin::pin!(serve(conn));
-    if CatchPanic(session).await.is_err() {
+    if CatchPanic(session).instrument(span).await.is_err() {
         error!(%peer, "session task failed: it panicked");
     }
 }
+
+static NEXT_SESSION_ID: AtomicU64 = AtomicU64::new(1);
 
 /// Polls a future, turning a panic inside it into `Err` instead of unwinding
 /// through the caller.
@@ -150,7 +187,7 @@ async fn serve(conn: Connection) {
         return;
     }
     let session = Session::new(conn.settings, conn.peer, conn.local, conn.site, conn.sites);
-    session::run(session, control).await;
+    session::run(session, control, conn.closing).await;
 }
 
 /// The `220` greeting (also the reply to HOST and REIN): the site's banner,

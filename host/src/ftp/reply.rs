@@ -4,6 +4,8 @@
 
 use std::fmt::Write as _;
 
+use tracing::warn;
+
 use crate::backend::{AuthError, ErrorKind, StorageError};
 
 /// The reply codes this server sends (RFC 959 section 4.2 unless noted).
@@ -238,6 +240,13 @@ pub fn storage_error(err: &StorageError, context: ErrorContext) -> Reply {
         ErrorKind::PluginFailed => (ReplyCode::LocalError, "Local error in processing"),
     };
     let text = match &err.message {
+        // A local error's message is the host's or the plugin's internals (a
+        // wasmtime trap, an OS error): the log gets it, under the session's
+        // id; the client gets the short text.
+        Some(message) if code == ReplyCode::LocalError => {
+            warn!("{default}: {message}");
+            default.to_string()
+        }
         Some(message) if !message.is_empty() => format!("{default}: {message}"),
         _ => default.to_string(),
     };
@@ -246,19 +255,54 @@ pub fn storage_error(err: &StorageError, context: ErrorContext) -> Reply {
 
 /// The one mapping from login failures to replies. Whether the connection is
 /// closed is decided here too.
+/// A refusal's own message (the auth plugin's words) replaces the default text.
 pub fn auth_error(err: &AuthError) -> Reply {
-    match err {
-        AuthError::BadCredentials(_) => Reply::new(ReplyCode::NotLoggedIn, "Login incorrect"),
-        AuthError::Disabled(_) => Reply::new(ReplyCode::NotLoggedIn, "Login incorrect"),
-        AuthError::Unavailable(_) => Reply::new(
+    let (code, default, plugin_text) = match err {
+        AuthError::BadCredentials(text) => (ReplyCode::NotLoggedIn, "Login incorrect", text),
+        AuthError::Disabled(text) => (ReplyCode::NotLoggedIn, "Login incorrect", text),
+        AuthError::Unavailable(text) => (
             ReplyCode::ServiceNotAvailable,
             "Authentication service unavailable",
-        )
-        .and_close(),
-        AuthError::PluginFailed(_) => {
-            Reply::new(ReplyCode::LocalError, "Local error in processing")
+            text,
+        ),
+        AuthError::PluginFailed(cause) => {
+            warn!("authentication plugin failed: {cause}");
+            (ReplyCode::LocalError, "Local error in processing", &None)
         }
+    };
+    let text = plugin_text
+        .as_deref()
+        .and_then(plugin_message)
+        .unwrap_or_else(|| default.to_string());
+    let reply = Reply::new(code, text);
+    if code == ReplyCode::ServiceNotAvailable {
+        reply.and_close()
+    } else {
+        reply
     }
+}
+
+/// Longest plugin-provided text shown in a reply.
+const MAX_PLUGIN_MESSAGE: usize = 200;
+
+/// A plugin's message made fit for a reply line: its first line, control
+/// characters replaced, bounded in length; `None` when nothing printable is left.
+fn plugin_message(text: &str) -> Option<String> {
+    let first = text.lines().next().unwrap_or("");
+    let mut out: String = first
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect::<String>()
+        .trim()
+        .to_string();
+    if out.len() > MAX_PLUGIN_MESSAGE {
+        let mut end = MAX_PLUGIN_MESSAGE;
+        while !out.is_char_boundary(end) {
+            end -= 1;
+        }
+        out.truncate(end);
+    }
+    (!out.is_empty()).then_some(out)
 }
 
 /// Formats a path for a `257` reply: quoted, with embedded quotes doubled
@@ -324,6 +368,44 @@ mod tests {
                 .number(),
             451
         );
+    }
+
+    #[test]
+    fn local_errors_keep_their_cause_from_the_client() {
+        for kind in [ErrorKind::Io, ErrorKind::PluginFailed] {
+            let reply = storage_error(
+                &StorageError::with_message(kind, "wasm trap: out of bounds at 0x1234 in /srv/x"),
+                ErrorContext::Transfer,
+            );
+            assert_eq!(reply.to_wire(), "451 Local error in processing\r\n");
+        }
+        let reply = auth_error(&AuthError::PluginFailed("wasm trap: unreachable".into()));
+        assert_eq!(reply.to_wire(), "451 Local error in processing\r\n");
+    }
+
+    #[test]
+    fn auth_refusal_message_is_shown_sanitized() {
+        let refused =
+            |text: &str| auth_error(&AuthError::BadCredentials(Some(text.to_string()))).to_wire();
+        assert_eq!(
+            refused("Account locked, call the help desk"),
+            "530 Account locked, call the help desk\r\n"
+        );
+        assert_eq!(refused("first\r\n230 fake"), "530 first\r\n");
+        assert_eq!(refused("tab\there\x07"), "530 tab here\r\n");
+        assert_eq!(refused(" \x1b "), "530 Login incorrect\r\n");
+        let long = refused(&"é".repeat(300));
+        assert!(
+            long.len() <= "530 \r\n".len() + MAX_PLUGIN_MESSAGE,
+            "{long}"
+        );
+        assert_eq!(
+            auth_error(&AuthError::Disabled(None)).to_wire(),
+            "530 Login incorrect\r\n"
+        );
+        let unavailable = auth_error(&AuthError::Unavailable(Some("LDAP down".into())));
+        assert_eq!(unavailable.to_wire(), "421 LDAP down\r\n");
+        assert!(unavailable.close);
     }
 
     #[test]

@@ -12,13 +12,13 @@ use std::time::Instant;
 
 use tracing::{debug, info};
 
-use super::SessionSettings;
 use super::commands::{self, Access};
 use super::control::{Control, Line};
 use super::dtp::{self, DataEndpoint, Job};
 use super::listing::MlstFacts;
 use super::path;
 use super::reply::{ErrorContext, Reply, ReplyCode, storage_error};
+use super::{Closing, SessionSettings};
 use crate::backend::{Account, Permissions, Storage, StorageError};
 use crate::site::{Site, SiteDirectory, SiteTicket};
 
@@ -356,30 +356,34 @@ enum Event {
     Idle,
     /// The kept passive listener's time is up.
     ListenerExpired,
+    /// The server's shutdown grace period is over.
+    ServerClosing,
 }
 
-/// Runs the session until QUIT, a closing reply, idle timeout or disconnect.
-pub async fn run(mut session: Session, mut control: Control) {
+/// Runs the session until QUIT, a closing reply, idle timeout, disconnect or
+/// the server closing it.
+pub async fn run(mut session: Session, mut control: Control, mut closing: Closing) {
     let mut idle_since = tokio::time::Instant::now();
     loop {
         let event = match session.transfer.as_mut() {
             Some(transfer) => tokio::select! {
                 line = control.next_line() => Event::Line(line),
                 done = &mut transfer.handle => Event::TransferDone(done),
+                _ = closing.fired() => Event::ServerClosing,
             },
             None => {
                 let idle_at = idle_since + session.settings.idle_timeout;
-                match session.kept_listener.as_ref().map(|kept| kept.until) {
-                    Some(until) if until < idle_at => {
-                        match tokio::time::timeout_at(until, control.next_line()).await {
-                            Ok(line) => Event::Line(line),
-                            Err(_) => Event::ListenerExpired,
-                        }
+                let (wake_at, listener_expires) =
+                    match session.kept_listener.as_ref().map(|kept| kept.until) {
+                        Some(until) if until < idle_at => (until, true),
+                        _ => (idle_at, false),
+                    };
+                tokio::select! {
+                    line = control.next_line() => Event::Line(line),
+                    _ = tokio::time::sleep_until(wake_at) => {
+                        if listener_expires { Event::ListenerExpired } else { Event::Idle }
                     }
-                    _ => match tokio::time::timeout_at(idle_at, control.next_line()).await {
-                        Ok(line) => Event::Line(line),
-                        Err(_) => Event::Idle,
-                    },
+                    _ = closing.fired() => Event::ServerClosing,
                 }
             }
         };
@@ -394,6 +398,10 @@ pub async fn run(mut session: Session, mut control: Control) {
             Event::ListenerExpired => {
                 session.kept_listener = None;
                 continue;
+            }
+            Event::ServerClosing => {
+                info!(peer = %session.peer, "closed at server shutdown");
+                Reply::new(ReplyCode::ServiceNotAvailable, "Server shutting down").and_close()
             }
             Event::Idle => {
                 info!(peer = %session.peer, "idle timeout");

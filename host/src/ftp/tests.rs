@@ -10,7 +10,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
 use super::test_support::{Directory, site, test_settings};
-use super::{Connection, SessionSettings, serve_connection};
+use super::{Closing, Connection, SessionSettings, serve_connection};
 use crate::backend::Permissions;
 use crate::backend::memory::MemoryFs;
 use crate::site::Site;
@@ -55,6 +55,7 @@ impl Server {
                     site: preselected.clone(),
                     sites: directory.clone(),
                     settings: settings.clone(),
+                    closing: Closing::never(),
                 }));
             }
         });

@@ -36,6 +36,11 @@ impl ConnectionLimits {
         self.max_per_ip.store(max_per_ip, Ordering::Relaxed);
     }
 
+    /// Connections open now.
+    pub fn open(&self) -> usize {
+        self.total.load(Ordering::SeqCst)
+    }
+
     /// Takes a place for a connection from `ip`, or says why not (the text of
     /// the `421` reply).
     pub fn acquire(self: &Arc<Self>, ip: IpAddr) -> Result<Slot, &'static str> {

@@ -1,7 +1,8 @@
 //! The server: builds the site registry from the config, opens the listeners,
 //! enforces connection limits and hands each connection to the protocol
 //! ([`crate::ftp::serve_connection`]). Reloads the config on SIGHUP and when its
-//! files change, and stops cleanly on Ctrl-C / SIGTERM.
+//! files change, and stops gracefully on Ctrl-C / SIGTERM (running sessions
+//! get `server.shutdown_grace`, then `421`).
 //!
 //! - [`registry`]: the sites of one config version, and how a reload builds the next.
 //! - [`limits`]: connection counting.
@@ -15,7 +16,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use arc_swap::ArcSwap;
@@ -25,7 +26,7 @@ use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 
 use crate::config::Config;
-use crate::ftp::Connection;
+use crate::ftp::{Closing, Connection};
 use crate::plugin::{PluginRuntime, RuntimeOptions};
 use limits::ConnectionLimits;
 use registry::Registry;
@@ -55,7 +56,14 @@ struct Server {
     config: Config,
     limits: Arc<ConnectionLimits>,
     listeners: HashMap<(SocketAddr, ListenerKind), JoinHandle<()>>,
+    /// Fired at the end of the shutdown grace period.
+    closing: tokio::sync::watch::Sender<bool>,
+    /// What sessions watch for `closing` (handed to each connection).
+    closing_signal: Closing,
 }
+
+/// After the grace period, how long sessions get to send their `421` and close.
+const SESSION_CLOSE_WAIT: Duration = Duration::from_secs(10);
 
 /// Runs the server until Ctrl-C or SIGTERM.
 pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
@@ -69,7 +77,10 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         "configuration loaded from {}",
         options.config_path.display()
     );
+    let (closing, closing_signal) = Closing::new();
     let mut server = Server {
+        closing,
+        closing_signal,
         runtime,
         limits: ConnectionLimits::new(config.max_connections, config.max_connections_per_ip),
         registry: Arc::new(ArcSwap::from_pointee(registry)),
@@ -99,14 +110,51 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
             }
         }
     }
-    info!("shutting down");
-    for (_, task) in server.listeners.drain() {
-        task.abort();
-    }
+    server.shut_down().await;
     Ok(())
 }
 
 impl Server {
+    /// Stops accepting, lets running sessions and transfers go on for the
+    /// grace period (a second signal cuts it short), then closes the rest with
+    /// `421`.
+    async fn shut_down(&mut self) {
+        for (_, task) in self.listeners.drain() {
+            task.abort();
+            let _ = task.await;
+        }
+        let grace = self.config.shutdown_grace;
+        let open = self.limits.open();
+        if open > 0 {
+            info!(
+                "shutting down: not accepting; {open} sessions have {} to finish",
+                humantime::format_duration(grace)
+            );
+            tokio::select! {
+                _ = self.wait_for_sessions(grace) => {}
+                _ = watch::shutdown_signal() => info!("second signal: not waiting any longer"),
+            }
+        }
+        let open = self.limits.open();
+        if open > 0 {
+            info!("closing {open} sessions with 421");
+            let _ = self.closing.send(true);
+            // Each session writes its 421 and closes at its next step; a
+            // session inside a plugin call waits for that call's deadline.
+            self.wait_for_sessions(SESSION_CLOSE_WAIT).await;
+        }
+        info!("shut down");
+    }
+
+    /// Waits until no session is left, at most `limit`.
+    async fn wait_for_sessions(&self, limit: Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        // Polling is enough: this runs once, at shutdown.
+        while self.limits.open() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Loads the config again; on any error the running version stays.
     async fn reload(&mut self, why: &str) {
         let started = Instant::now();
@@ -207,6 +255,7 @@ impl Server {
                         key.1.clone(),
                         self.registry.clone(),
                         self.limits.clone(),
+                        self.closing_signal.clone(),
                     ));
                     self.listeners.insert(key, task);
                 }
@@ -226,6 +275,7 @@ async fn accept_loop(
     kind: ListenerKind,
     registry: Arc<ArcSwap<Registry>>,
     limits: Arc<ConnectionLimits>,
+    closing: Closing,
 ) {
     loop {
         let (stream, peer) = match listener.accept().await {
@@ -233,7 +283,7 @@ async fn accept_loop(
             Err(e) => {
                 // Out of file descriptors and the like: wait a moment, keep serving.
                 warn!("accept failed: {e}");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
         };
@@ -260,6 +310,7 @@ async fn accept_loop(
             site,
             settings: registry.settings.clone(),
             sites: registry,
+            closing: closing.clone(),
         };
         // Sessions are not owned by the listener: closing a listener on reload
         // must not end the sessions it accepted.

@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 use crate::config::{Config, SiteConfig};
 use crate::ftp::SessionSettings;
 use crate::plugin::{PluginRuntime, PluginSource, PluginSpec};
-use crate::site::{Site, SiteDirectory};
+use crate::site::{SessionCount, Site, SiteDirectory};
 
 /// One built site and what it was built from, so a reload can tell whether it changed.
 struct Entry {
@@ -112,16 +112,22 @@ pub async fn build(
         let plugin_digest = digest_plugins(site_config)?;
         let old = previous.and_then(|p| p.entries.get(&site_config.name));
         let site = match old {
-            Some(old) if old.config == *site_config && old.plugin_digest == plugin_digest => {
+            Some(old)
+                if old.config.configures_same(site_config)
+                    && old.plugin_digest == plugin_digest =>
+            {
                 old.site.clone()
             }
-            _ => {
-                if old.is_some() {
-                    changes.changed.push(site_config.name.clone());
-                } else {
-                    changes.added.push(site_config.name.clone());
-                }
-                Arc::new(build_site(runtime, site_config).await?)
+            Some(old) => {
+                changes.changed.push(site_config.name.clone());
+                // The new version goes on counting the old one's sessions, so
+                // an edit never lets a site exceed its max_connections.
+                let sessions = old.site.sessions.clone();
+                Arc::new(build_site(runtime, site_config, sessions).await?)
+            }
+            None => {
+                changes.added.push(site_config.name.clone());
+                Arc::new(build_site(runtime, site_config, Default::default()).await?)
             }
         };
         entries.insert(
@@ -175,7 +181,11 @@ fn digest_plugins(site: &SiteConfig) -> anyhow::Result<[u8; 32]> {
     Ok(hasher.finalize().into())
 }
 
-async fn build_site(runtime: &PluginRuntime, site: &SiteConfig) -> anyhow::Result<Site> {
+async fn build_site(
+    runtime: &PluginRuntime,
+    site: &SiteConfig,
+    sessions: Arc<SessionCount>,
+) -> anyhow::Result<Site> {
     let auth = load(
         runtime,
         site,
@@ -201,7 +211,7 @@ async fn build_site(runtime: &PluginRuntime, site: &SiteConfig) -> anyhow::Resul
         storage,
         passive_ports: site.passive_ports.clone(),
         max_connections: site.max_connections,
-        sessions: Default::default(),
+        sessions,
     })
 }
 

@@ -16,6 +16,19 @@ use crate::ftp::session::{HandlerResult, KeptListener, OrReply, Session, Target,
 /// Largest file whose TYPE A size SIZE computes by reading it.
 pub const ASCII_SIZE_LIMIT: u64 = 64 * 1024 * 1024;
 
+/// The metadata of a regular file, or `550` for a directory: SIZE and MDTM
+/// answer for files only (clients use them to tell files from directories).
+pub async fn file_metadata(target: &Target) -> Result<Metadata, Reply> {
+    let meta = target.fs.stat(&target.storage).await.or_reply()?;
+    if meta.is_dir() {
+        return Err(Reply::new(
+            ReplyCode::FileNotAvailable,
+            "Not a regular file",
+        ));
+    }
+    Ok(meta)
+}
+
 pub fn refuse_after_epsv_all(session: &Session) -> Result<(), Reply> {
     if session.epsv_all {
         return Err(Reply::new(

@@ -4,19 +4,13 @@
 
 use crate::backend::Permissions;
 use crate::ftp::reply::{Reply, ReplyCode};
-use crate::ftp::session::{HandlerResult, OrReply, Session, TransferType};
+use crate::ftp::session::{HandlerResult, Session, TransferType};
 
 use super::shared;
 
 pub async fn run(session: &mut Session, arg: &str) -> HandlerResult {
     let target = session.target(arg, Permissions::READ)?;
-    let meta = target.fs.stat(&target.storage).await.or_reply()?;
-    if meta.is_dir() {
-        return Err(Reply::new(
-            ReplyCode::FileNotAvailable,
-            "Not a regular file",
-        ));
-    }
+    let meta = shared::file_metadata(&target).await?;
     let size = match session.transfer_type {
         TransferType::Image => meta.size,
         TransferType::Ascii => shared::ascii_size(&target, meta.size).await?,
