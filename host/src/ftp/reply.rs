@@ -405,7 +405,7 @@ mod tests {
         );
         let unavailable = auth_error(&AuthError::Unavailable(Some("LDAP down".into())));
         assert_eq!(unavailable.to_wire(), "421 LDAP down\r\n");
-        assert!(unavailable.close);
+        assert!(unavailable.closes());
     }
 
     #[test]
