@@ -5,7 +5,9 @@
 //! not expect, and checks what it downloads.
 //!
 //! Output: one machine-readable line per test on stdout,
-//!   `result server=LABEL test=NAME unit=UNIT median=X runs=a,b,c,...`
+//!   `result server=LABEL test=NAME unit=UNIT median=X runs=a,b,c,... ops=N`
+//! where `ops` counts what the server did (bytes, files, logins, listings), so a
+//! caller that measures the server's CPU can give it per operation.
 //! progress and diagnostics on stderr. See `ftpbench --help`.
 
 use std::fs;
@@ -72,6 +74,8 @@ OUTPUT
   result server=LABEL test=small unit=files/s  ...   (one STOR+RETR+DELE = one file)
   result server=LABEL test=login unit=logins/s ...
   result server=LABEL test=list  unit=s        ...
+  Each line ends with ops=N: bytes moved (retr, stor, warm-up passes included),
+  files (small), logins (login, the untimed check login included), listings (list).
   Exit status 1 with `ftpbench: error: ...` on stderr on any failure.
 ";
 
@@ -647,7 +651,7 @@ fn median(v: &[f64]) -> f64 {
     }
 }
 
-fn report(o: &Opts, test: &str, unit: &str, runs: &[f64]) {
+fn report(o: &Opts, test: &str, unit: &str, runs: &[f64], ops: u64) {
     let fmt = |x: f64| {
         if unit == "s" {
             format!("{x:.4}")
@@ -657,7 +661,7 @@ fn report(o: &Opts, test: &str, unit: &str, runs: &[f64]) {
     };
     let list: Vec<String> = runs.iter().map(|&x| fmt(x)).collect();
     println!(
-        "result server={} test={} unit={} median={} runs={}",
+        "result server={} test={} unit={} median={} runs={} ops={ops}",
         o.label,
         test,
         unit,
@@ -669,27 +673,16 @@ fn report(o: &Opts, test: &str, unit: &str, runs: &[f64]) {
 fn run(o: &Opts) -> Res<()> {
     let pat = Pattern::new();
     for t in &o.tests {
-        let (unit, runs) = match t.as_str() {
-            "retr" => (
-                "MB/s",
-                test_retr(o, &pat).map_err(|e| format!("{t} test: {e}"))?,
-            ),
-            "stor" => (
-                "MB/s",
-                test_stor(o, &pat).map_err(|e| format!("{t} test: {e}"))?,
-            ),
-            "small" => (
-                "files/s",
-                test_small(o, &pat).map_err(|e| format!("{t} test: {e}"))?,
-            ),
-            "login" => (
-                "logins/s",
-                test_login(o).map_err(|e| format!("{t} test: {e}"))?,
-            ),
-            "list" => ("s", test_list(o).map_err(|e| format!("{t} test: {e}"))?),
+        let (unit, result) = match t.as_str() {
+            "retr" => ("MB/s", test_retr(o, &pat)),
+            "stor" => ("MB/s", test_stor(o, &pat)),
+            "small" => ("files/s", test_small(o, &pat)),
+            "login" => ("logins/s", test_login(o)),
+            "list" => ("s", test_list(o)),
             _ => unreachable!(),
         };
-        report(o, t, unit, &runs);
+        let (runs, ops) = result.map_err(|e| format!("{t} test: {e}"))?;
+        report(o, t, unit, &runs, ops);
     }
     Ok(())
 }
@@ -703,13 +696,17 @@ fn progress(o: &Opts, test: &str, i: usize, v: f64, unit: &str) {
     );
 }
 
-fn test_retr(o: &Opts, pat: &Pattern) -> Res<Vec<f64>> {
+/// A test's per-run figures and the operations the server did for them.
+type Measured = Res<(Vec<f64>, u64)>;
+
+fn test_retr(o: &Opts, pat: &Pattern) -> Measured {
     let mut c = Ctrl::session(o)?;
     let size = c.size(&o.retr_path)?;
     if size == 0 {
         fail!("RETR test: {} is empty", o.retr_path);
     }
     let mut buf = vec![0u8; o.read_buf];
+    let mut ops = 0;
     if o.pattern && o.warmup {
         // One untimed pass checking every byte; the timed runs check the size.
         let n = c.retr(&o.retr_path, &mut buf, Some((pat, 0)))?;
@@ -720,6 +717,7 @@ fn test_retr(o: &Opts, pat: &Pattern) -> Res<Vec<f64>> {
             "[{}] retr: content of {} verified ({size} bytes)",
             o.label, o.retr_path
         );
+        ops += n;
     }
     let mut out = vec![];
     for i in 0..o.runs {
@@ -729,19 +727,21 @@ fn test_retr(o: &Opts, pat: &Pattern) -> Res<Vec<f64>> {
         if n != size {
             fail!("RETR {}: got {n} bytes, expected {size}", o.retr_path);
         }
+        ops += n;
         let mbps = n as f64 / 1e6 / secs;
         progress(o, "retr", i, mbps, "MB/s");
         out.push(mbps);
     }
     c.quit()?;
-    Ok(out)
+    Ok((out, ops))
 }
 
-fn test_stor(o: &Opts, pat: &Pattern) -> Res<Vec<f64>> {
+fn test_stor(o: &Opts, pat: &Pattern) -> Measured {
     let mut c = Ctrl::session(o)?;
     let path = o.remote(&format!("ftpbench-stor-{}.bin", std::process::id()));
     // Untimed warm-up upload, read back and checked byte for byte. (The first upload
     // into a fresh tmpfs is often much slower: the kernel is still finding pages.)
+    let mut ops = 0;
     if o.warmup {
         let mut buf = vec![0u8; o.read_buf];
         c.stor_pattern(&path, o.stor_size, pat, 7919)?;
@@ -754,6 +754,7 @@ fn test_stor(o: &Opts, pat: &Pattern) -> Res<Vec<f64>> {
         }
         c.cmd(&format!("DELE {path}"), &[250])?;
         eprintln!("[{}] stor: content of a warm-up upload verified", o.label);
+        ops += 2 * o.stor_size;
     }
     let mut out = vec![];
     for i in 0..o.runs {
@@ -768,12 +769,13 @@ fn test_stor(o: &Opts, pat: &Pattern) -> Res<Vec<f64>> {
             );
         }
         c.cmd(&format!("DELE {path}"), &[250])?;
+        ops += o.stor_size;
         let mbps = o.stor_size as f64 / 1e6 / secs;
         progress(o, "stor", i, mbps, "MB/s");
         out.push(mbps);
     }
     c.quit()?;
-    Ok(out)
+    Ok((out, ops))
 }
 
 /// FNV-1a, 64 bit: a cheap checksum to report per-file mismatches compactly.
@@ -783,7 +785,7 @@ fn fnv1a(data: &[u8]) -> u64 {
     })
 }
 
-fn test_small(o: &Opts, pat: &Pattern) -> Res<Vec<f64>> {
+fn test_small(o: &Opts, pat: &Pattern) -> Measured {
     let mut c = Ctrl::session(o)?;
     let mut content = vec![0u8; o.small_size];
     let mut out = vec![];
@@ -811,7 +813,7 @@ fn test_small(o: &Opts, pat: &Pattern) -> Res<Vec<f64>> {
         out.push(rate);
     }
     c.quit()?;
-    Ok(out)
+    Ok((out, (o.small_count * o.runs) as u64))
 }
 
 fn login_once(o: &Opts) -> Res<()> {
@@ -820,10 +822,11 @@ fn login_once(o: &Opts) -> Res<()> {
     c.quit()
 }
 
-fn test_login(o: &Opts) -> Res<Vec<f64>> {
+fn test_login(o: &Opts) -> Measured {
     // One untimed login first: a wrong password fails here with a clear message.
     login_once(o)?;
     let mut out = vec![];
+    let mut ops = 1;
     for r in 0..o.runs {
         let stop = Arc::new(AtomicBool::new(false));
         let deadline = Instant::now() + Duration::from_secs_f64(o.login_secs);
@@ -857,14 +860,15 @@ fn test_login(o: &Opts) -> Res<Vec<f64>> {
         for c in counts {
             total += c?;
         }
+        ops += total;
         let rate = total as f64 / secs;
         progress(o, "login", r, rate, "logins/s");
         out.push(rate);
     }
-    Ok(out)
+    Ok((out, ops))
 }
 
-fn test_list(o: &Opts) -> Res<Vec<f64>> {
+fn test_list(o: &Opts) -> Measured {
     let mut c = Ctrl::session(o)?;
     let mut out = vec![];
     for r in 0..o.runs {
@@ -897,7 +901,7 @@ fn test_list(o: &Opts) -> Res<Vec<f64>> {
         out.push(secs);
     }
     c.quit()?;
-    Ok(out)
+    Ok((out, o.runs as u64))
 }
 
 #[cfg(test)]
