@@ -717,6 +717,10 @@ impl StorageWriter {
     /// The transfer failed: writes what was received without completing the
     /// file. Returns a storage error to report instead of the failure.
     async fn abandon(self, rest: Option<Bytes>) -> Option<Failure> {
+        if let Writer::Failed = self.state {
+            // The writer's own error is the failure being reported.
+            return None;
+        }
         self.flush(rest).await.err()
     }
 

@@ -816,6 +816,28 @@ async fn telnet_sequences_and_bare_lf() {
 }
 
 #[tokio::test]
+async fn a_full_disk_in_the_middle_of_a_large_upload_is_552() {
+    within(async {
+        let server = Server::start().await;
+        server.fs.set_capacity(Some(100_000));
+        let mut c = server.logged_in().await;
+        let mut data = c.pasv().await;
+        c.expect("STOR big", 150).await;
+        // Many chunks: the writer task meets the full disk, and the error it
+        // reports is the one the client sees.
+        let sender = tokio::spawn(async move {
+            let _ = data.write_all(&vec![b'x'; 4 << 20]).await;
+        });
+        let (code, text) = c.reply().await;
+        assert_eq!(code, 552, "{text}");
+        assert!(text.starts_with("552 No space left"), "{text}");
+        let _ = sender.await;
+        c.expect("NOOP", 200).await;
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn storage_errors_map_to_replies() {
     within(async {
         let server = Server::start().await;
