@@ -14,6 +14,11 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::ftp::SessionSettings;
+use crate::ops::NetList;
+use crate::ops::ban::BanSettings;
+use crate::ops::nat::{Host, PassiveConfig};
+use crate::ops::proxy::ProxySettings;
+use crate::ops::transfer_log::Format as TransferLogFormat;
 use crate::plugin::{Grant, PluginLimits, PluginSource, PluginSpec};
 
 /// A configuration error, located in a file.
@@ -60,6 +65,16 @@ pub struct Config {
     pub sites: Vec<SiteConfig>,
     /// The site a connection gets when nothing else selects one.
     pub default_site: Option<String>,
+    /// `[server.admin] listen`: the admin HTTP listener, off when `None`.
+    pub admin_listen: Option<SocketAddr>,
+    /// `[server.ban]`.
+    pub ban: BanSettings,
+    /// `transfer_log` and `transfer_log_format`.
+    pub transfer_log: Option<(PathBuf, TransferLogFormat)>,
+    /// PROXY protocol on the general listeners.
+    pub proxy: ProxySettings,
+    /// Passive addresses (NAT) for sites without their own.
+    pub passive: PassiveConfig,
 }
 
 /// One virtual site, ready to be built.
@@ -73,6 +88,13 @@ pub struct SiteConfig {
     pub allow_user_at_site: bool,
     pub passive_ports: Option<RangeInclusive<u16>>,
     pub max_connections: Option<usize>,
+    /// PROXY protocol on this site's dedicated listeners.
+    pub proxy: ProxySettings,
+    /// Bytes per second per user (shared by the user's sessions), if limited.
+    pub upload_rate: Option<u64>,
+    pub download_rate: Option<u64>,
+    /// Passive addresses (NAT) for this site; empty: the server's.
+    pub passive: PassiveConfig,
     pub auth: PluginSpec,
     pub storage: PluginSpec,
     /// The file that defines the site and the line of its table, for errors
@@ -196,7 +218,7 @@ fn build(at: &Locator, server: RawServer, sites: Vec<SiteConfig>) -> Result<Conf
         passive_ports: server
             .passive_ports
             .map_or(defaults.passive_ports.clone(), |p| p.0),
-        passive_address: server.passive_address,
+        passive: Default::default(),
         allow_foreign_data: server.allow_foreign_data,
         max_line_length: server.max_line_length.unwrap_or(defaults.max_line_length),
         login_failure_delay: server
@@ -236,6 +258,55 @@ fn build(at: &Locator, server: RawServer, sites: Vec<SiteConfig>) -> Result<Conf
         None => default_cache_dir(),
     };
 
+    let ban = ban_settings(at, server.ban)?;
+    let transfer_log = match (server.transfer_log, server.transfer_log_format) {
+        (None, None) => None,
+        (None, Some(format)) => {
+            return Err(at.error_at(
+                Some(format.span()),
+                "server.transfer_log_format",
+                "set transfer_log (the file) too",
+            ));
+        }
+        (Some(path), format) => {
+            let format = match format.as_ref().map(|f| f.get_ref().as_str()) {
+                None | Some("json") => TransferLogFormat::Json,
+                Some("xferlog") => TransferLogFormat::Xferlog,
+                Some(other) => {
+                    return Err(at.error_at(
+                        format.as_ref().map(|f| f.span()),
+                        "server.transfer_log_format",
+                        &format!("`{other}` is not \"json\" or \"xferlog\""),
+                    ));
+                }
+            };
+            Some((base.join(path), format))
+        }
+    };
+    let proxy = proxy_settings(
+        at,
+        "server.",
+        server.proxy_protocol,
+        server.trusted_proxies,
+    )?;
+    let refresh = server
+        .passive_address_refresh
+        .map_or(Duration::from_secs(60), |d| d.0);
+    let passive = passive_config(
+        at,
+        "server.",
+        server.passive_address,
+        server.passive_address_overrides,
+        refresh,
+    )?;
+    let sites = sites
+        .into_iter()
+        .map(|mut site| {
+            site.passive.refresh = refresh;
+            site
+        })
+        .collect();
+
     Ok(Config {
         file: at.file.to_path_buf(),
         listen: server.listen,
@@ -248,7 +319,140 @@ fn build(at: &Locator, server: RawServer, sites: Vec<SiteConfig>) -> Result<Conf
         session,
         sites,
         default_site,
+        admin_listen: server.admin.map(|a| a.listen),
+        ban,
+        transfer_log,
+        proxy,
+        passive,
     })
+}
+
+fn ban_settings(at: &Locator, raw: Option<RawBan>) -> Result<BanSettings, ConfigError> {
+    let defaults = BanSettings::default();
+    let Some(raw) = raw else {
+        return Ok(defaults);
+    };
+    let allow = net_list(at, "server.ban.allow", raw.allow)?;
+    let positive = |d: Option<Spanned<HumanDuration>>, key: &str, default: Duration| match d {
+        Some(d) if d.get_ref().0.is_zero() => {
+            Err(at.error_at(Some(d.span()), key, "must be more than zero"))
+        }
+        Some(d) => Ok(d.into_inner().0),
+        None => Ok(default),
+    };
+    let window = positive(raw.window, "server.ban.window", defaults.window)?;
+    let ban_time = positive(raw.ban_time, "server.ban.ban_time", defaults.ban_time)?;
+    let max_ban_time = positive(
+        raw.max_ban_time,
+        "server.ban.max_ban_time",
+        defaults.max_ban_time.max(ban_time),
+    )?;
+    Ok(BanSettings {
+        enabled: raw.enabled.unwrap_or(defaults.enabled),
+        max_failures: raw.max_failures.unwrap_or(defaults.max_failures),
+        window,
+        ban_time,
+        max_ban_time: max_ban_time.max(ban_time),
+        allow,
+        max_user_failures: raw.max_user_failures.unwrap_or(defaults.max_user_failures),
+    })
+}
+
+/// CIDR networks; a bare address is a network of one.
+fn net_list(
+    at: &Locator,
+    key: &str,
+    raw: Vec<Spanned<String>>,
+) -> Result<NetList, ConfigError> {
+    let mut nets = Vec::new();
+    for item in raw {
+        nets.push(parse_net(item.get_ref()).ok_or_else(|| {
+            at.error_at(
+                Some(item.span()),
+                key,
+                &format!("`{}` is not a network like \"10.0.0.0/8\"", item.get_ref()),
+            )
+        })?);
+    }
+    Ok(NetList::new(nets))
+}
+
+fn parse_net(text: &str) -> Option<ipnet::IpNet> {
+    let text = text.trim();
+    text.parse::<ipnet::IpNet>()
+        .map(|net| net.trunc())
+        .ok()
+        .or_else(|| text.parse::<IpAddr>().ok().map(ipnet::IpNet::from))
+}
+
+fn proxy_settings(
+    at: &Locator,
+    prefix: &str,
+    enabled: Option<Spanned<bool>>,
+    trusted: Vec<Spanned<String>>,
+) -> Result<ProxySettings, ConfigError> {
+    let trusted = net_list(at, &format!("{prefix}trusted_proxies"), trusted)?;
+    let enabled_span = enabled.as_ref().map(|e| e.span());
+    let enabled = enabled.is_some_and(|e| e.into_inner());
+    if enabled && trusted.is_empty() {
+        return Err(at.error_at(
+            enabled_span,
+            &format!("{prefix}proxy_protocol"),
+            "name the proxies allowed to send PROXY headers in trusted_proxies",
+        ));
+    }
+    Ok(ProxySettings { enabled, trusted })
+}
+
+fn passive_config(
+    at: &Locator,
+    prefix: &str,
+    address: Option<Spanned<String>>,
+    overrides: BTreeMap<String, Spanned<String>>,
+    refresh: Duration,
+) -> Result<PassiveConfig, ConfigError> {
+    let default = match address {
+        Some(a) => Some(Host::parse(a.get_ref()).map_err(|e| {
+            at.error_at(Some(a.span()), &format!("{prefix}passive_address"), &e)
+        })?),
+        None => None,
+    };
+    let mut list = Vec::new();
+    for (net, host) in overrides {
+        let key = format!("{prefix}passive_address_overrides.{net}");
+        let parsed_net = parse_net(&net).ok_or_else(|| {
+            at.error_at(
+                Some(host.span()),
+                &key,
+                &format!("`{net}` is not a client network like \"10.0.0.0/8\""),
+            )
+        })?;
+        let parsed_host =
+            Host::parse(host.get_ref()).map_err(|e| at.error_at(Some(host.span()), &key, &e))?;
+        list.push((parsed_net, parsed_host));
+    }
+    Ok(PassiveConfig {
+        default,
+        overrides: list,
+        refresh,
+    })
+}
+
+/// "20MB/s", "512KiB/s" (the `/s` may be left out).
+fn rate(at: &Locator, key: &str, raw: Option<Spanned<String>>) -> Result<Option<u64>, ConfigError> {
+    let Some(raw) = raw else {
+        return Ok(None);
+    };
+    let text = raw.get_ref().trim();
+    let amount = text.strip_suffix("/s").unwrap_or(text).trim();
+    match amount.parse::<bytesize::ByteSize>() {
+        Ok(size) if size.as_u64() > 0 => Ok(Some(size.as_u64())),
+        _ => Err(at.error_at(
+            Some(raw.span()),
+            key,
+            &format!("`{text}` is not a rate like \"20MB/s\" (more than zero)"),
+        )),
+    }
 }
 
 /// Validates one site; `prefix` is how its keys are named in errors
@@ -279,7 +483,29 @@ fn build_site(
     let base = at.base();
     let auth = plugin_spec(at, base, &name, &key_of("auth"), site.auth)?;
     let storage = plugin_spec(at, base, &name, &key_of("storage"), site.storage)?;
+    let key_prefix = key_of("");
+    let proxy = proxy_settings(at, &key_prefix, site.proxy_protocol, site.trusted_proxies)?;
+    if proxy.enabled && site.listen.is_empty() {
+        return Err(at.error_at(
+            Some(name_span.clone()),
+            &key_of("proxy_protocol"),
+            "applies to the site's own listeners: set listen too (or set it in [server])",
+        ));
+    }
+    let upload_rate = rate(at, &key_of("upload_rate"), site.upload_rate)?;
+    let download_rate = rate(at, &key_of("download_rate"), site.download_rate)?;
+    let passive = passive_config(
+        at,
+        &key_prefix,
+        site.passive_address,
+        site.passive_address_overrides,
+        Duration::from_secs(60),
+    )?;
     Ok(SiteConfig {
+        proxy,
+        upload_rate,
+        download_rate,
+        passive,
         banner: site
             .banner
             .unwrap_or_else(|| format!("wasmftpd ready ({name})")),
@@ -514,7 +740,17 @@ struct RawServer {
     #[serde(default)]
     listen: Vec<SocketAddr>,
     passive_ports: Option<PortRange>,
-    passive_address: Option<IpAddr>,
+    passive_address: Option<Spanned<String>>,
+    #[serde(default)]
+    passive_address_overrides: BTreeMap<String, Spanned<String>>,
+    passive_address_refresh: Option<HumanDuration>,
+    admin: Option<RawAdmin>,
+    ban: Option<RawBan>,
+    transfer_log: Option<PathBuf>,
+    transfer_log_format: Option<Spanned<String>>,
+    proxy_protocol: Option<Spanned<bool>>,
+    #[serde(default)]
+    trusted_proxies: Vec<Spanned<String>>,
     idle_timeout: Option<HumanDuration>,
     data_timeout: Option<HumanDuration>,
     passive_keep: Option<HumanDuration>,
@@ -542,8 +778,35 @@ struct RawSite {
     allow_user_at_site: bool,
     passive_ports: Option<PortRange>,
     max_connections: Option<usize>,
+    proxy_protocol: Option<Spanned<bool>>,
+    #[serde(default)]
+    trusted_proxies: Vec<Spanned<String>>,
+    upload_rate: Option<Spanned<String>>,
+    download_rate: Option<Spanned<String>>,
+    passive_address: Option<Spanned<String>>,
+    #[serde(default)]
+    passive_address_overrides: BTreeMap<String, Spanned<String>>,
     auth: Spanned<RawPlugin>,
     storage: Spanned<RawPlugin>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAdmin {
+    listen: SocketAddr,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBan {
+    enabled: Option<bool>,
+    max_failures: Option<u32>,
+    window: Option<Spanned<HumanDuration>>,
+    ban_time: Option<Spanned<HumanDuration>>,
+    max_ban_time: Option<Spanned<HumanDuration>>,
+    #[serde(default)]
+    allow: Vec<Spanned<String>>,
+    max_user_failures: Option<u32>,
 }
 
 #[derive(Deserialize)]

@@ -13,6 +13,8 @@
 //! - [`server`]: listeners, connection limits, shutdown.
 //! - [`cli`]: the command line.
 //! - [`log_writer`]: where log lines go (buffered, written by a background thread).
+//! - [`ops`]: metrics and the admin listener, the transfer log, the defender (bans),
+//!   PROXY protocol, bandwidth limits, passive addresses behind NAT.
 //! - [`kit`]: the plugin author's tools (`wasmftpd plugin test|inspect|bench`): the
 //!   conformance batteries every plugin must pass, through [`plugin`]'s public API.
 
@@ -22,6 +24,7 @@ pub mod config;
 pub mod ftp;
 pub mod kit;
 pub mod log_writer;
+pub mod ops;
 pub mod plugin;
 pub mod server;
 pub mod site;

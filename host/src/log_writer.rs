@@ -92,6 +92,27 @@ impl BatchedWriter {
     }
 }
 
+impl BatchedWriter {
+    /// Writes out everything buffered so far, now (at shutdown, or when a
+    /// test wants to read the file).
+    pub fn flush_now(&self) {
+        self.shared.write_out();
+    }
+
+    /// Writes out what is buffered to the current output, then sends later
+    /// lines to `output` (a log file reopened after rotation). Nothing is
+    /// lost or reordered: both happen under the output lock.
+    pub fn replace_output(&self, output: impl Write + Send + 'static) {
+        let mut current = lock(&self.shared.output);
+        let batch = std::mem::take(&mut *lock(&self.shared.pending));
+        if !batch.is_empty() {
+            let _ = current.write_all(&batch);
+        }
+        let _ = current.flush();
+        *current = Box::new(output);
+    }
+}
+
 impl Drop for FlushOnDrop {
     fn drop(&mut self) {
         self.shared.stop.store(true, Ordering::Relaxed);

@@ -27,6 +27,30 @@ pub struct Site {
     /// Logged-in sessions on this site now, shared by every version of the
     /// site a reload built (sessions finish on the version they started on).
     pub sessions: Arc<SessionCount>,
+    /// Metrics handles, bandwidth limits, NAT, PROXY settings.
+    pub ops: SiteOps,
+}
+
+/// A site's operations settings (docs/operations.md).
+pub struct SiteOps {
+    pub metrics: crate::ops::metrics::SiteMetrics,
+    /// Bytes per second per user and direction, shared by the user's sessions.
+    pub upload_rate: Option<u64>,
+    pub download_rate: Option<u64>,
+    /// The site's own passive addresses (NAT), if any.
+    pub passive: Option<Arc<crate::ops::nat::PassiveAddresses>>,
+}
+
+impl SiteOps {
+    /// No limits, no NAT, metrics nobody reads (tests).
+    pub fn detached(site: &str) -> SiteOps {
+        SiteOps {
+            metrics: crate::ops::metrics::SiteMetrics::detached(site),
+            upload_rate: None,
+            download_rate: None,
+            passive: None,
+        }
+    }
 }
 
 /// How many sessions are logged in to a site.
@@ -42,6 +66,17 @@ impl SessionCount {
 /// A logged-in session's place on its site; dropping it gives the place back.
 pub struct SiteTicket {
     site: Arc<Site>,
+    /// Holds `wasmftpd_sessions_open` up once the login succeeded.
+    open: Option<crate::ops::metrics::OpenSession>,
+}
+
+impl SiteTicket {
+    /// The login succeeded: count the session as open (metrics).
+    pub fn logged_in(&mut self) {
+        if self.open.is_none() {
+            self.open = Some(self.site.ops.metrics.session_opened());
+        }
+    }
 }
 
 impl Site {
@@ -54,7 +89,10 @@ impl Site {
             count.fetch_sub(1, Ordering::SeqCst);
             return None;
         }
-        Some(SiteTicket { site: self.clone() })
+        Some(SiteTicket {
+            site: self.clone(),
+            open: None,
+        })
     }
 }
 
@@ -90,6 +128,7 @@ mod tests {
             passive_ports: None,
             max_connections: Some(2),
             sessions: Default::default(),
+            ops: SiteOps::detached("s"),
         });
         let first = site.enter().expect("room for one");
         let _second = site.enter().expect("room for two");

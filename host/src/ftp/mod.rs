@@ -8,6 +8,8 @@
 //! - [`reply`]: reply codes, the wire format, the error → reply table.
 //! - [`control`]: reading command lines, writing replies.
 //! - [`dtp`]: data connections and transfers.
+//! - [`events`]: what the protocol reports to operations (metrics, transfer
+//!   log, the defender).
 //! - [`path`]: client paths, normalization, confinement to the home.
 //! - [`listing`]: LIST / MLSD / MLST formats and timestamps.
 //! - [`ascii`]: TYPE A line-ending conversion.
@@ -18,6 +20,7 @@ pub mod ascii;
 pub mod commands;
 pub mod control;
 pub mod dtp;
+pub mod events;
 pub mod listing;
 pub mod path;
 pub mod reply;
@@ -27,7 +30,7 @@ pub mod session;
 mod tests;
 
 use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::ops::RangeInclusive;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -54,9 +57,9 @@ pub struct SessionSettings {
     pub passive_keep: Duration,
     /// Passive ports, unless the site has its own range.
     pub passive_ports: RangeInclusive<u16>,
-    /// Address advertised in PASV replies (behind NAT); `None` uses the control
-    /// connection's local address.
-    pub passive_address: Option<IpAddr>,
+    /// Addresses advertised in PASV replies (behind NAT), unless the site has
+    /// its own; none configured: the control connection's local address.
+    pub passive: Arc<crate::ops::nat::PassiveAddresses>,
     /// Allow PORT/EPRT to another host or a port below 1024 (FTP bounce, RFC 2577).
     pub allow_foreign_data: bool,
     /// Longest command line accepted; longer lines get `500` and are discarded.
@@ -74,7 +77,7 @@ impl Default for SessionSettings {
             data_timeout: Duration::from_secs(10),
             passive_keep: Duration::from_secs(2),
             passive_ports: 49152..=65534,
-            passive_address: None,
+            passive: Default::default(),
             allow_foreign_data: false,
             max_line_length: 16384,
             login_failure_delay: Duration::from_secs(1),
@@ -101,6 +104,8 @@ pub struct Connection {
     pub settings: Arc<SessionSettings>,
     /// Fires when the server's shutdown grace period is over.
     pub closing: Closing,
+    /// Metrics, transfer log, defender, bandwidth buckets.
+    pub ops: Arc<crate::ops::Ops>,
 }
 
 /// Tells sessions that the server is going away: once it fires, each session
@@ -186,7 +191,14 @@ async fn serve(conn: Connection) {
     {
         return;
     }
-    let session = Session::new(conn.settings, conn.peer, conn.local, conn.site, conn.sites);
+    let session = Session::new(
+        conn.settings,
+        conn.peer,
+        conn.local,
+        conn.site,
+        conn.sites,
+        conn.ops,
+    );
     session::run(session, control, conn.closing).await;
 }
 

@@ -63,6 +63,19 @@ pub fn to_storage(home: &str, client: &str) -> String {
     }
 }
 
+/// The client path of a storage path under `home` (the inverse of
+/// [`to_storage`]).
+pub fn to_client(home: &str, storage: &str) -> String {
+    if home == "/" {
+        return storage.to_string();
+    }
+    match storage.strip_prefix(home) {
+        Some("") => "/".to_string(),
+        Some(rest) if rest.starts_with('/') => rest.to_string(),
+        _ => storage.to_string(),
+    }
+}
+
 /// The last segment of a normalized path (`""` for the root).
 pub fn file_name(path: &str) -> &str {
     path.rsplit('/').next().unwrap_or("")
@@ -88,6 +101,14 @@ pub fn child(dir: &str, name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn to_client_inverts_to_storage() {
+        for (home, client) in [("/", "/a/b"), ("/home/u", "/"), ("/home/u", "/x/y")] {
+            assert_eq!(to_client(home, &to_storage(home, client)), client);
+        }
+        assert_eq!(to_client("/home/u", "/home/uv"), "/home/uv");
+    }
 
     #[test]
     fn relative_and_absolute() {

@@ -108,6 +108,12 @@ pub struct Session {
     /// The last passive listener, kept for the next PASV/EPSV for a few
     /// seconds (see [`KeptListener`]).
     pub kept_listener: Option<KeptListener>,
+    /// Metrics, transfer log, defender, bandwidth buckets.
+    pub ops: Arc<crate::ops::Ops>,
+    /// Commands received, and whether PASS was tried: a connection that
+    /// talks but never tries to log in counts against its address.
+    pub commands_seen: u32,
+    pub login_tried: bool,
 }
 
 /// A passive listener kept after its transfer. A client moving many files
@@ -129,6 +135,7 @@ impl Session {
         local: SocketAddr,
         site: Option<Arc<Site>>,
         sites: Arc<dyn SiteDirectory>,
+        ops: Arc<crate::ops::Ops>,
     ) -> Self {
         Session {
             settings,
@@ -147,6 +154,9 @@ impl Session {
             login_failures: 0,
             transfer: None,
             kept_listener: None,
+            ops,
+            commands_seen: 0,
+            login_tried: false,
         }
     }
 
@@ -214,6 +224,24 @@ impl Session {
 
     pub fn set_mlst_facts(&mut self, facts: MlstFacts) {
         self.mlst_facts = facts;
+    }
+
+    /// The address a PASV reply advertises to this client: the site's or the
+    /// server's passive address for the client's network, else the address
+    /// the client reached us on.
+    pub fn passive_address(&self) -> IpAddr {
+        let client = self.client_ip();
+        self.site
+            .as_ref()
+            .and_then(|site| site.ops.passive.as_ref())
+            .and_then(|nat| nat.for_client(client))
+            .or_else(|| self.settings.passive.for_client(client))
+            .unwrap_or(self.local.ip())
+    }
+
+    /// The site's name for metrics and logs (empty before one is chosen).
+    pub fn site_name(&self) -> &str {
+        self.site.as_ref().map_or("", |s| s.name.as_str())
     }
 
     pub fn logged_in(&self) -> Option<&LoggedIn> {
@@ -291,7 +319,12 @@ impl Session {
             progress: progress.clone(),
             what: what.clone(),
         };
-        let handle = Box::pin(dtp::run(endpoint, job, ctx));
+        let record = super::events::TransferRecord::start(self, &job, &what, &progress);
+        let run = dtp::run(endpoint, job, ctx);
+        let handle: Pin<Box<dyn Future<Output = Reply> + Send>> = match record {
+            Some(record) => Box::pin(record.around(run)),
+            None => Box::pin(run),
+        };
         self.transfer = Some(RunningTransfer {
             handle,
             progress,
@@ -416,9 +449,10 @@ pub async fn run(mut session: Session, mut control: Control, mut closing: Closin
                 break;
             }
             Event::Line(Ok(Line::Closed)) => break,
-            Event::Line(Ok(Line::TooLong)) => {
-                Reply::new(ReplyCode::SyntaxError, "Command line too long")
-            }
+            Event::Line(Ok(Line::TooLong)) => super::events::invalid_line(
+                &mut session,
+                Reply::new(ReplyCode::SyntaxError, "Command line too long"),
+            ),
             Event::Line(Ok(Line::Command(bytes))) => {
                 match execute(&mut session, &mut control, &bytes).await {
                     Some(reply) => reply,
@@ -439,6 +473,7 @@ pub async fn run(mut session: Session, mut control: Control, mut closing: Closin
     // The client is gone: nobody would read a running transfer's reply.
     drop(session.transfer.take());
     control.shutdown().await;
+    super::events::session_closed(&session);
     let user = session
         .logged_in()
         .map(|u| u.account.user.clone())
@@ -450,10 +485,8 @@ pub async fn run(mut session: Session, mut control: Control, mut closing: Closin
 /// failed while writing an earlier reply.
 async fn execute(session: &mut Session, control: &mut Control, bytes: &[u8]) -> Option<Reply> {
     let Ok(line) = std::str::from_utf8(bytes) else {
-        return Some(Reply::new(
-            ReplyCode::ArgumentError,
-            "Command line is not valid UTF-8",
-        ));
+        let reply = Reply::new(ReplyCode::ArgumentError, "Command line is not valid UTF-8");
+        return Some(super::events::invalid_line(session, reply));
     };
     let (verb, arg) = split_command(line);
     let verb = verb.to_ascii_uppercase();
@@ -473,6 +506,7 @@ async fn execute(session: &mut Session, control: &mut Control, bytes: &[u8]) -> 
         return None;
     }
     let reply = dispatch(session, &verb, arg).await;
+    let reply = super::events::command_done(session, &verb, reply);
     debug!(peer = %session.peer, "< {}", reply.code.number());
     Some(reply)
 }

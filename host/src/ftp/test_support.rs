@@ -41,6 +41,7 @@ pub fn site(permissions: Permissions) -> (Arc<Site>, MemoryFs, Arc<MemoryAuth>) 
         passive_ports: None,
         max_connections: None,
         sessions: Default::default(),
+        ops: crate::site::SiteOps::detached("example"),
     });
     (site, fs, auth)
 }
@@ -78,6 +79,7 @@ impl Harness {
             local,
             preselect.then_some(site),
             directory,
+            crate::ops::Ops::detached(),
         );
         Harness {
             session,

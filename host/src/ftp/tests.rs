@@ -56,6 +56,7 @@ impl Server {
                     sites: directory.clone(),
                     settings: settings.clone(),
                     closing: Closing::never(),
+                    ops: crate::ops::Ops::detached(),
                 }));
             }
         });

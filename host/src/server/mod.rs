@@ -27,6 +27,10 @@ use tracing::{error, info, warn};
 
 use crate::config::Config;
 use crate::ftp::{Closing, Connection};
+use crate::ops::Ops;
+use crate::ops::admin::{AdminState, Readiness};
+use crate::ops::metrics::{RefusedReason, ReloadResult};
+use crate::ops::proxy::Origin;
 use crate::plugin::{PluginRuntime, RuntimeOptions};
 use limits::ConnectionLimits;
 use registry::Registry;
@@ -60,6 +64,35 @@ struct Server {
     closing: tokio::sync::watch::Sender<bool>,
     /// What sessions watch for `closing` (handed to each connection).
     closing_signal: Closing,
+    ops: Arc<Ops>,
+    readiness: Arc<Readiness>,
+    /// The admin HTTP listener and the address it serves.
+    admin: Option<(SocketAddr, JoinHandle<()>)>,
+}
+
+/// Longest wait for a PROXY header after accept.
+const PROXY_HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Builds the operations services for `config`; fails naming the key when
+/// the transfer log cannot be opened.
+fn start_ops(config: &Config) -> anyhow::Result<Arc<Ops>> {
+    let transfer_log = match &config.transfer_log {
+        Some((path, format)) => crate::ops::transfer_log::TransferLog::to_file(path, *format)
+            .with_context(|| {
+                format!(
+                    "{}: key `server.transfer_log`: cannot open {}",
+                    config.file.display(),
+                    path.display()
+                )
+            })?,
+        None => crate::ops::transfer_log::TransferLog::disabled(),
+    };
+    Ok(Arc::new(Ops {
+        metrics: Arc::new(crate::ops::metrics::Metrics::new()),
+        defender: crate::ops::ban::Defender::new(config.ban.clone()),
+        transfer_log,
+        rates: Default::default(),
+    }))
 }
 
 /// After the grace period, how long sessions get to send their `421` and close.
@@ -71,7 +104,8 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
     let runtime = PluginRuntime::new(RuntimeOptions {
         cache_dir: config.cache_dir.clone(),
     })?;
-    let (registry, _) = registry::build(&runtime, &config, None).await?;
+    let ops = start_ops(&config)?;
+    let (registry, _) = registry::build(&runtime, &config, None, &ops.metrics).await?;
     info!(
         sites = registry.len(),
         "configuration loaded from {}",
@@ -88,10 +122,14 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         config_path: options.config_path,
         listen_override: options.listen_override,
         listeners: HashMap::new(),
+        ops,
+        readiness: Arc::new(Readiness::default()),
+        admin: None,
     };
     // Install the SIGHUP handler before anyone can see a listener: a SIGHUP
     // that arrives earlier would otherwise kill the process (its default action).
     let mut triggers = watch::reload_triggers(&server.config_path, &server.config)?;
+    server.sync_admin().await?;
     server.sync_listeners().await?;
     if server.listeners.is_empty() {
         anyhow::bail!(
@@ -99,6 +137,7 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
             server.config_path.display()
         );
     }
+    server.readiness.set_ready();
 
     loop {
         tokio::select! {
@@ -119,6 +158,8 @@ impl Server {
     /// grace period (a second signal cuts it short), then closes the rest with
     /// `421`.
     async fn shut_down(&mut self) {
+        // Load balancers stop sending new clients from here on.
+        self.readiness.set_draining();
         for (_, task) in self.listeners.drain() {
             task.abort();
             let _ = task.await;
@@ -143,6 +184,7 @@ impl Server {
             // session inside a plugin call waits for that call's deadline.
             self.wait_for_sessions(SESSION_CLOSE_WAIT).await;
         }
+        self.ops.transfer_log.flush();
         info!("shut down");
     }
 
@@ -162,18 +204,32 @@ impl Server {
             Ok(config) => config,
             Err(e) => {
                 error!("reload ({why}) failed, keeping the running configuration: {e}");
+                self.ops.metrics.reload(ReloadResult::failed);
                 return;
             }
         };
         let current = self.registry.load_full();
-        let (registry, changes) =
-            match registry::build(&self.runtime, &config, Some(&current)).await {
-                Ok(built) => built,
-                Err(e) => {
-                    error!("reload ({why}) failed, keeping the running configuration: {e:#}");
-                    return;
-                }
-            };
+        let built =
+            registry::build(&self.runtime, &config, Some(&current), &self.ops.metrics).await;
+        let (registry, changes) = match built {
+            Ok(built) => built,
+            Err(e) => {
+                error!("reload ({why}) failed, keeping the running configuration: {e:#}");
+                self.ops.metrics.reload(ReloadResult::failed);
+                return;
+            }
+        };
+        let log_target = config.transfer_log.as_ref().map(|(p, f)| (p.as_path(), *f));
+        if let Err(e) = self.ops.transfer_log.configure(log_target) {
+            error!(
+                "reload ({why}) failed, keeping the running configuration: {}: key `server.transfer_log`: {e}",
+                config.file.display()
+            );
+            self.ops.metrics.reload(ReloadResult::failed);
+            return;
+        }
+        self.ops.defender.set_settings(config.ban.clone());
+        self.ops.metrics.reload(ReloadResult::ok);
         if config.cache_dir != self.config.cache_dir {
             warn!("server.cache_dir changed: it takes effect at the next start");
         }
@@ -182,6 +238,9 @@ impl Server {
         self.registry.store(Arc::new(registry));
         self.config = config;
         if let Err(e) = self.sync_listeners().await {
+            error!("reload ({why}): {e:#}");
+        }
+        if let Err(e) = self.sync_admin().await {
             error!("reload ({why}): {e:#}");
         }
         let elapsed = started.elapsed();
@@ -199,6 +258,38 @@ impl Server {
                 elapsed.as_millis()
             );
         }
+    }
+
+    /// Opens, moves or closes the admin HTTP listener to match the config.
+    async fn sync_admin(&mut self) -> anyhow::Result<()> {
+        let wanted = self.config.admin_listen;
+        if self.admin.as_ref().map(|(addr, _)| *addr) == wanted {
+            return Ok(());
+        }
+        if let Some((addr, task)) = self.admin.take() {
+            task.abort();
+            let _ = task.await;
+            info!("admin HTTP on {addr} closed");
+        }
+        let Some(addr) = wanted else {
+            return Ok(());
+        };
+        let listener = TcpListener::bind(addr).await.with_context(|| {
+            format!(
+                "{}: key `server.admin.listen`: cannot listen on {addr}",
+                self.config.file.display()
+            )
+        })?;
+        let local = listener.local_addr()?;
+        // Not "listening on": that phrase announces FTP listeners.
+        info!("admin HTTP on http://{local} (/metrics, /health, /ready)");
+        let state = Arc::new(AdminState {
+            ops: self.ops.clone(),
+            readiness: self.readiness.clone(),
+        });
+        let task = tokio::spawn(crate::ops::admin::serve(listener, state));
+        self.admin = Some((addr, task));
+        Ok(())
     }
 
     /// Opens the listeners the current config wants and closes the others.
@@ -256,6 +347,7 @@ impl Server {
                         self.registry.clone(),
                         self.limits.clone(),
                         self.closing_signal.clone(),
+                        self.ops.clone(),
                     ));
                     self.listeners.insert(key, task);
                 }
@@ -276,9 +368,10 @@ async fn accept_loop(
     registry: Arc<ArcSwap<Registry>>,
     limits: Arc<ConnectionLimits>,
     closing: Closing,
+    ops: Arc<Ops>,
 ) {
     loop {
-        let (stream, peer) = match listener.accept().await {
+        let (mut stream, peer) = match listener.accept().await {
             Ok(pair) => pair,
             Err(e) => {
                 // Out of file descriptors and the like: wait a moment, keep serving.
@@ -289,40 +382,130 @@ async fn accept_loop(
         };
         // Each connection takes the registry version current at its start.
         let registry = registry.load_full();
-        let site = match &kind {
-            ListenerKind::General => registry.default_site(),
-            ListenerKind::Dedicated(name) => registry.site(name),
-        };
-        let slot = match limits.acquire(peer.ip()) {
-            Ok(slot) => slot,
-            Err(why) => {
-                tokio::spawn(refuse(stream, why));
-                continue;
-            }
+        let (site, proxy) = match &kind {
+            ListenerKind::General => (registry.default_site(), registry.proxy.clone()),
+            ListenerKind::Dedicated(name) => (registry.site(name), registry.site_proxy(name)),
         };
         let Ok(local) = stream.local_addr() else {
             continue;
         };
-        let connection = Connection {
-            stream,
-            peer,
+        let admission = Admission {
             local,
             site,
-            settings: registry.settings.clone(),
-            sites: registry,
+            registry,
+            limits: limits.clone(),
+            ops: ops.clone(),
             closing: closing.clone(),
         };
-        // Sessions are not owned by the listener: closing a listener on reload
-        // must not end the sessions it accepted.
+        if !proxy.enabled {
+            if let Some(connection) = admission.admit(stream, peer) {
+                // Sessions are not owned by the listener: closing a listener
+                // on reload must not end the sessions it accepted.
+                tokio::spawn(connection.serve());
+            }
+            continue;
+        }
+        // The header comes after accept: wait for it in the connection's own
+        // task, never in the accept loop.
+        let ops = ops.clone();
         tokio::spawn(async move {
-            let _slot = slot;
-            crate::ftp::serve_connection(connection).await;
+            let client =
+                match crate::ops::proxy::accept(&mut stream, peer, &proxy, PROXY_HEADER_TIMEOUT)
+                    .await
+                {
+                    Ok(Origin::Client { source, .. }) => source,
+                    Ok(Origin::Proxy) => peer,
+                    Err(refused) => {
+                        info!(%peer, reason = ?refused.reason, "refused: {}", refused.detail);
+                        ops.metrics.proxy_failure(refused.reason);
+                        ops.metrics.refused(RefusedReason::proxy);
+                        return;
+                    }
+                };
+            if let Some(connection) = admission.admit(stream, client) {
+                connection.serve().await;
+            }
         });
     }
 }
 
-async fn refuse(mut stream: TcpStream, why: &str) {
-    info!(peer = ?stream.peer_addr().ok(), "refused: {why}");
+/// What deciding on one accepted connection needs.
+struct Admission {
+    closing: Closing,
+    local: SocketAddr,
+    site: Option<Arc<crate::site::Site>>,
+    registry: Arc<Registry>,
+    limits: Arc<ConnectionLimits>,
+    ops: Arc<Ops>,
+}
+
+/// An admitted connection and the places it holds.
+struct Admitted {
+    connection: Connection,
+    _slot: limits::Slot,
+    _open: OpenConnection,
+}
+
+/// Holds `wasmftpd_connections_open` up by one.
+struct OpenConnection(prometheus_client::metrics::gauge::Gauge);
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+impl Admission {
+    /// Banned addresses and connections over the limits get `421` and are
+    /// closed, before any plugin runs. `client` is the peer, or the address
+    /// a trusted proxy named.
+    fn admit(self, stream: TcpStream, client: SocketAddr) -> Option<Admitted> {
+        if let Some(left) = self.ops.defender.banned(client.ip()) {
+            self.ops.metrics.refused(RefusedReason::banned);
+            let why = format!("banned for another {} s", left.as_secs().max(1));
+            tokio::spawn(refuse(stream, client, why));
+            return None;
+        }
+        let slot = match self.limits.acquire(client.ip()) {
+            Ok(slot) => slot,
+            Err(why) => {
+                self.ops.metrics.refused(RefusedReason::too_many);
+                tokio::spawn(refuse(stream, client, why.to_string()));
+                return None;
+            }
+        };
+        self.ops.metrics.connections_open.inc();
+        let open = OpenConnection(self.ops.metrics.connections_open.clone());
+        Some(Admitted {
+            connection: Connection {
+                stream,
+                peer: client,
+                local: self.local,
+                site: self.site,
+                settings: self.registry.settings.clone(),
+                sites: self.registry,
+                ops: self.ops,
+                closing: self.closing,
+            },
+            _slot: slot,
+            _open: open,
+        })
+    }
+}
+
+impl Admitted {
+    async fn serve(self) {
+        let Admitted {
+            connection,
+            _slot,
+            _open,
+        } = self;
+        crate::ftp::serve_connection(connection).await;
+    }
+}
+
+async fn refuse(mut stream: TcpStream, client: SocketAddr, why: String) {
+    info!(peer = %client, "refused: {why}");
     let _ = stream.write_all(format!("421 {why}\r\n").as_bytes()).await;
     let _ = stream.shutdown().await;
 }
@@ -332,6 +515,7 @@ pub async fn check(config: &Config) -> anyhow::Result<usize> {
     let runtime = PluginRuntime::new(RuntimeOptions {
         cache_dir: config.cache_dir.clone(),
     })?;
-    let (registry, _) = registry::build(&runtime, config, None).await?;
+    let metrics = crate::ops::metrics::Metrics::new();
+    let (registry, _) = registry::build(&runtime, config, None, &metrics).await?;
     Ok(registry.len())
 }

@@ -13,7 +13,10 @@ use sha2::{Digest, Sha256};
 use crate::config::{Config, SiteConfig};
 use crate::ftp::SessionSettings;
 use crate::plugin::{PluginRuntime, PluginSource, PluginSpec};
-use crate::site::{SessionCount, Site, SiteDirectory};
+use crate::ops::metrics::Metrics;
+use crate::ops::nat::PassiveAddresses;
+use crate::ops::proxy::ProxySettings;
+use crate::site::{SessionCount, Site, SiteDirectory, SiteOps};
 
 /// One built site and what it was built from, so a reload can tell whether it changed.
 struct Entry {
@@ -29,6 +32,8 @@ pub struct Registry {
     default_site: Option<Arc<Site>>,
     /// Session settings of this version.
     pub settings: Arc<SessionSettings>,
+    /// PROXY protocol on the general listeners.
+    pub proxy: ProxySettings,
 }
 
 /// What a reload did, for the log.
@@ -52,6 +57,14 @@ impl Registry {
 
     pub fn default_site(&self) -> Option<Arc<Site>> {
         self.default_site.clone()
+    }
+
+    /// PROXY protocol settings of a site's dedicated listeners.
+    pub fn site_proxy(&self, name: &str) -> ProxySettings {
+        self.entries
+            .get(name)
+            .map(|e| e.config.proxy.clone())
+            .unwrap_or_default()
     }
 
     pub fn len(&self) -> usize {
@@ -105,6 +118,7 @@ pub async fn build(
     runtime: &PluginRuntime,
     config: &Config,
     previous: Option<&Registry>,
+    metrics: &Metrics,
 ) -> anyhow::Result<(Registry, Changes)> {
     let mut entries = HashMap::new();
     let mut changes = Changes::default();
@@ -123,11 +137,11 @@ pub async fn build(
                 // The new version goes on counting the old one's sessions, so
                 // an edit never lets a site exceed its max_connections.
                 let sessions = old.site.sessions.clone();
-                Arc::new(build_site(runtime, site_config, sessions).await?)
+                Arc::new(build_site(runtime, site_config, sessions, metrics).await?)
             }
             None => {
                 changes.added.push(site_config.name.clone());
-                Arc::new(build_site(runtime, site_config, Default::default()).await?)
+                Arc::new(build_site(runtime, site_config, Default::default(), metrics).await?)
             }
         };
         entries.insert(
@@ -154,10 +168,13 @@ pub async fn build(
         .default_site
         .as_ref()
         .and_then(|n| entries.get(n).map(|e| e.site.clone()));
+    let mut settings = config.session.clone();
+    settings.passive = PassiveAddresses::start(&config.passive).await;
     let registry = Registry {
         entries,
         default_site,
-        settings: Arc::new(config.session.clone()),
+        settings: Arc::new(settings),
+        proxy: config.proxy.clone(),
     };
     Ok((registry, changes))
 }
@@ -185,6 +202,7 @@ async fn build_site(
     runtime: &PluginRuntime,
     site: &SiteConfig,
     sessions: Arc<SessionCount>,
+    metrics: &Metrics,
 ) -> anyhow::Result<Site> {
     let auth = load(
         runtime,
@@ -212,6 +230,16 @@ async fn build_site(
         passive_ports: site.passive_ports.clone(),
         max_connections: site.max_connections,
         sessions,
+        ops: SiteOps {
+            metrics: metrics.site(&site.name),
+            upload_rate: site.upload_rate,
+            download_rate: site.download_rate,
+            passive: if site.passive.is_empty() {
+                None
+            } else {
+                Some(PassiveAddresses::start(&site.passive).await)
+            },
+        },
     })
 }
 

@@ -1,12 +1,16 @@
 //! MKD and XMKD (RFC 959 section 4.1.3): `257 "path" created`.
 
 use crate::backend::Permissions;
+use crate::ftp::events;
+use crate::ops::transfer_log::Action;
 use crate::ftp::reply::{Reply, ReplyCode, quote_path};
 use crate::ftp::session::{HandlerResult, OrReply, Session};
 
 pub async fn run(session: &mut Session, arg: &str) -> HandlerResult {
     let target = session.target(arg, Permissions::MAKE_DIR)?;
-    target.fs.make_dir(&target.storage).await.or_reply()?;
+    let result = target.fs.make_dir(&target.storage).await;
+    events::file_op(session, Action::Mkdir, &target.client, None, result.is_ok());
+    result.or_reply()?;
     Ok(Reply::new(
         ReplyCode::PathCreated,
         format!("{} created", quote_path(&target.client)),

@@ -4,7 +4,9 @@
 use tracing::info;
 
 use crate::backend::{AuthError, Credentials};
-use crate::ftp::path;
+use crate::ftp::{events, path};
+use crate::ops::ban::Offence;
+use crate::ops::metrics::LoginResult;
 use crate::ftp::reply::{Reply, ReplyCode, auth_error};
 use crate::ftp::session::{HandlerResult, LoggedIn, Session, State};
 
@@ -21,7 +23,23 @@ pub async fn run(session: &mut Session, arg: &str) -> HandlerResult {
             });
         }
     };
-    let Some(ticket) = site.enter() else {
+    session.login_tried = true;
+    let client = session.client_ip();
+    if session.ops.defender.user_locked(&site.name, &user) {
+        // The plugin is not asked: a locked account cannot be guessed.
+        site.ops.metrics.login(LoginResult::banned);
+        info!(peer = %session.peer, %user, site = %site.name, "login refused: account locked");
+        if let Some(ban) = session.ops.defender.record(client, Offence::FailedLogin) {
+            session.ops.metrics.bans.inc();
+            return Err(events::banned_reply(ban));
+        }
+        tokio::time::sleep(session.settings.login_failure_delay).await;
+        return Err(Reply::new(
+            ReplyCode::NotLoggedIn,
+            "Account temporarily locked after too many failed logins",
+        ));
+    }
+    let Some(mut ticket) = site.enter() else {
         info!(peer = %session.peer, site = %site.name, "refused: site at its session limit");
         return Err(Reply::new(
             ReplyCode::ServiceNotAvailable,
@@ -32,13 +50,15 @@ pub async fn run(session: &mut Session, arg: &str) -> HandlerResult {
     let credentials = Credentials {
         user: user.clone(),
         password: arg.to_string(),
-        client_ip: session.client_ip(),
+        client_ip: client,
         tls: false,
         site: site.name.clone(),
     };
     match site.auth.login(&credentials).await {
         Ok(account) => {
             info!(peer = %session.peer, user = %account.user, site = %site.name, "logged in");
+            site.ops.metrics.login(LoginResult::ok);
+            ticket.logged_in();
             let home = path::normalize_home(&account.home);
             let storage = site.storage.open_session(&account);
             session.log_in(
@@ -56,7 +76,17 @@ pub async fn run(session: &mut Session, arg: &str) -> HandlerResult {
         }
         Err(err) => {
             info!(peer = %session.peer, %user, site = %site.name, error = %err, "login failed");
+            site.ops.metrics.login(match err {
+                AuthError::BadCredentials(_) => LoginResult::bad_credentials,
+                AuthError::Disabled(_) => LoginResult::disabled,
+                AuthError::Unavailable(_) | AuthError::PluginFailed(_) => LoginResult::unavailable,
+            });
             if matches!(err, AuthError::BadCredentials(_) | AuthError::Disabled(_)) {
+                session.ops.defender.record_user_failure(&site.name, &user);
+                if let Some(ban) = session.ops.defender.record(client, Offence::FailedLogin) {
+                    session.ops.metrics.bans.inc();
+                    return Err(events::banned_reply(ban));
+                }
                 session.login_failures += 1;
                 tokio::time::sleep(session.settings.login_failure_delay).await;
                 if session.login_failures >= session.settings.max_login_failures {

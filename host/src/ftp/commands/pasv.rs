@@ -12,11 +12,7 @@ use super::shared;
 
 pub async fn run(session: &mut Session, _arg: &str) -> HandlerResult {
     shared::refuse_after_epsv_all(session)?;
-    let advertised = session
-        .settings
-        .passive_address
-        .unwrap_or(session.local.ip())
-        .to_canonical();
+    let advertised = session.passive_address().to_canonical();
     let IpAddr::V4(ip) = advertised else {
         return Err(Reply::new(
             ReplyCode::CantOpenDataConnection,
@@ -60,7 +56,9 @@ mod tests {
     #[tokio::test]
     async fn pasv_advertises_configured_address() {
         let mut h =
-            Harness::logged_in_with(|s| s.passive_address = Some("203.0.113.7".parse().unwrap()));
+            Harness::logged_in_with(|s| {
+                s.passive = crate::ops::nat::PassiveAddresses::fixed("203.0.113.7".parse().unwrap())
+            });
         assert!(h.cmd("PASV").await.lines[0].contains("(203,0,113,7,"));
     }
 }

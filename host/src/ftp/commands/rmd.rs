@@ -1,6 +1,8 @@
 //! RMD and XRMD (RFC 959 section 4.1.3). The home itself cannot be removed.
 
 use crate::backend::Permissions;
+use crate::ftp::events;
+use crate::ops::transfer_log::Action;
 use crate::ftp::reply::{Reply, ReplyCode};
 use crate::ftp::session::{HandlerResult, OrReply, Session, permission_denied};
 
@@ -9,7 +11,9 @@ pub async fn run(session: &mut Session, arg: &str) -> HandlerResult {
     if target.client == "/" {
         return Err(permission_denied());
     }
-    target.fs.remove_dir(&target.storage).await.or_reply()?;
+    let result = target.fs.remove_dir(&target.storage).await;
+    events::file_op(session, Action::Rmdir, &target.client, None, result.is_ok());
+    result.or_reply()?;
     Ok(Reply::new(ReplyCode::FileActionOk, "Directory removed"))
 }
 

@@ -2,6 +2,8 @@
 //! without one.
 
 use crate::backend::Permissions;
+use crate::ftp::events;
+use crate::ops::transfer_log::Action;
 use crate::ftp::reply::{Reply, ReplyCode};
 use crate::ftp::session::{HandlerResult, OrReply, Session, permission_denied};
 
@@ -13,7 +15,17 @@ pub async fn run(session: &mut Session, arg: &str) -> HandlerResult {
     if target.client == "/" {
         return Err(permission_denied());
     }
-    target.fs.rename(&from, &target.storage).await.or_reply()?;
+    let result = target.fs.rename(&from, &target.storage).await;
+    let home = &session.user()?.home;
+    let from_client = crate::ftp::path::to_client(home, &from);
+    events::file_op(
+        session,
+        Action::Rename,
+        &from_client,
+        Some(&target.client),
+        result.is_ok(),
+    );
+    result.or_reply()?;
     Ok(Reply::new(ReplyCode::FileActionOk, "Rename successful"))
 }
 
