@@ -283,12 +283,7 @@ fn build(at: &Locator, server: RawServer, sites: Vec<SiteConfig>) -> Result<Conf
             Some((base.join(path), format))
         }
     };
-    let proxy = proxy_settings(
-        at,
-        "server.",
-        server.proxy_protocol,
-        server.trusted_proxies,
-    )?;
+    let proxy = proxy_settings(at, "server.", server.proxy_protocol, server.trusted_proxies)?;
     let refresh = server
         .passive_address_refresh
         .map_or(Duration::from_secs(60), |d| d.0);
@@ -359,11 +354,7 @@ fn ban_settings(at: &Locator, raw: Option<RawBan>) -> Result<BanSettings, Config
 }
 
 /// CIDR networks; a bare address is a network of one.
-fn net_list(
-    at: &Locator,
-    key: &str,
-    raw: Vec<Spanned<String>>,
-) -> Result<NetList, ConfigError> {
+fn net_list(at: &Locator, key: &str, raw: Vec<Spanned<String>>) -> Result<NetList, ConfigError> {
     let mut nets = Vec::new();
     for item in raw {
         nets.push(parse_net(item.get_ref()).ok_or_else(|| {
@@ -411,12 +402,13 @@ fn passive_config(
     overrides: BTreeMap<String, Spanned<String>>,
     refresh: Duration,
 ) -> Result<PassiveConfig, ConfigError> {
-    let default = match address {
-        Some(a) => Some(Host::parse(a.get_ref()).map_err(|e| {
-            at.error_at(Some(a.span()), &format!("{prefix}passive_address"), &e)
-        })?),
-        None => None,
-    };
+    let default =
+        match address {
+            Some(a) => Some(Host::parse(a.get_ref()).map_err(|e| {
+                at.error_at(Some(a.span()), &format!("{prefix}passive_address"), &e)
+            })?),
+            None => None,
+        };
     let mut list = Vec::new();
     for (net, host) in overrides {
         let key = format!("{prefix}passive_address_overrides.{net}");

@@ -82,6 +82,8 @@ pub struct DataContext {
     pub timeout: Duration,
     pub progress: Arc<AtomicU64>,
     pub what: String,
+    /// Bandwidth limit (the user's bucket for this direction), if any.
+    pub limit: crate::ops::rate::Limit,
 }
 
 /// Opens a passive listener on `ip` with a port from `ports`, starting at a
@@ -339,7 +341,23 @@ impl DataContext {
     /// limits, which may make the transfer wait here.
     async fn passed(&self, n: usize) -> Result<(), Failure> {
         self.progress.fetch_add(n as u64, Ordering::Relaxed);
+        if let Some(bucket) = &self.limit {
+            // Sleeps off what went beyond the budget; for uploads TCP flow
+            // control then holds the client back.
+            let mut left = n;
+            while left > 0 {
+                left -= bucket.acquire(left).await.min(left);
+            }
+        }
         Ok(())
+    }
+
+    /// Most bytes one step may move: unbounded, or one grant of the
+    /// bandwidth limit, so a limited transfer goes out in bounded pieces.
+    fn piece(&self) -> usize {
+        self.limit
+            .as_ref()
+            .map_or(usize::MAX, |bucket| bucket.max_grant())
     }
 }
 
@@ -384,8 +402,10 @@ struct Download {
     stream: DataStream,
     source: StorageReader,
     to_crlf: Option<ToCrlf>,
-    converted: Vec<u8>,
     skip: u64,
+    /// What is left of the current chunk when a step moves less than a chunk
+    /// (a bandwidth limit).
+    pending: Bytes,
 }
 
 impl Download {
@@ -394,40 +414,42 @@ impl Download {
             stream,
             source,
             to_crlf: ascii.then(ToCrlf::default),
-            converted: Vec::new(),
             skip,
+            pending: Bytes::new(),
         }
     }
 }
 
 impl Flow for Download {
     async fn step(&mut self, ctx: &DataContext) -> Result<usize, Failure> {
-        loop {
+        while self.pending.is_empty() {
             let Some(chunk) = self.source.next().await? else {
                 return Ok(0);
             };
-            let mut data: &[u8] = &chunk;
-            if let Some(to_crlf) = &mut self.to_crlf {
-                self.converted.clear();
-                to_crlf.convert(&chunk, &mut self.converted);
-                data = &self.converted;
-            }
+            let mut data = match &mut self.to_crlf {
+                Some(to_crlf) => {
+                    let mut converted = Vec::with_capacity(chunk.len() + chunk.len() / 16);
+                    to_crlf.convert(&chunk, &mut converted);
+                    Bytes::from(converted)
+                }
+                None => chunk,
+            };
             if self.skip > 0 {
                 let n = usize::try_from(self.skip)
                     .unwrap_or(usize::MAX)
                     .min(data.len());
-                data = &data[n..];
+                data = data.slice(n..);
                 self.skip -= n as u64;
             }
-            if data.is_empty() {
-                continue;
-            }
-            match timeout(ctx.timeout, self.stream.write_all(data)).await {
-                Ok(result) => result?,
-                Err(_) => return Err(Failure::stalled()),
-            }
-            return Ok(data.len());
+            self.pending = data;
         }
+        let n = self.pending.len().min(ctx.piece());
+        let piece = self.pending.split_to(n);
+        match timeout(ctx.timeout, self.stream.write_all(&piece)).await {
+            Ok(result) => result?,
+            Err(_) => return Err(Failure::stalled()),
+        }
+        Ok(n)
     }
 
     async fn finish(mut self, ctx: &DataContext) -> Result<(), Failure> {
@@ -461,11 +483,12 @@ struct SendFile {
 impl Flow for SendFile {
     async fn step(&mut self, ctx: &DataContext) -> Result<usize, Failure> {
         let (tcp, file, offset) = (&self.tcp, &self.file, &mut self.offset);
+        let count = SENDFILE_CHUNK.min(ctx.piece());
         let send = async {
             loop {
                 tcp.writable().await?;
                 match tcp.try_io(tokio::io::Interest::WRITABLE, || {
-                    rustix::fs::sendfile(tcp, file.as_ref(), Some(&mut *offset), SENDFILE_CHUNK)
+                    rustix::fs::sendfile(tcp, file.as_ref(), Some(&mut *offset), count)
                         .map_err(io::Error::from)
                 }) {
                     Err(err) if err.kind() == io::ErrorKind::WouldBlock => continue,
@@ -532,7 +555,18 @@ impl Flow for Upload {
     async fn step(&mut self, ctx: &DataContext) -> Result<usize, Failure> {
         // The buffer always has room here (it is handed on when full), so a
         // read of 0 bytes is the end of the data.
-        let n = match timeout(ctx.timeout, self.stream.read_buf(&mut self.buf)).await {
+        let piece = ctx.piece();
+        let read = async {
+            if piece == usize::MAX {
+                self.stream.read_buf(&mut self.buf).await
+            } else {
+                // Limited: one grant at most per read.
+                let limited = (&mut self.stream).take(piece as u64);
+                tokio::pin!(limited);
+                limited.read_buf(&mut self.buf).await
+            }
+        };
+        let n = match timeout(ctx.timeout, read).await {
             Ok(result) => result?,
             Err(_) => return Err(Failure::stalled()),
         };

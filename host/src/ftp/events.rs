@@ -21,14 +21,17 @@ use crate::ops::metrics::{Direction, TransferResult};
 use crate::ops::transfer_log::{Action, Entry};
 use crate::site::Site;
 
-/// Counts a command's reply; an unknown command before login counts against
-/// the client's address, and may get it banned (the reply then closes).
+/// Counts a command's reply (a transfer's `150` is not counted: its final
+/// reply is, when the transfer ends); an unknown command before login counts
+/// against the client's address, and may get it banned (the reply then closes).
 pub fn command_done(session: &mut Session, verb: &str, reply: Reply) -> Reply {
     session.commands_seen = session.commands_seen.saturating_add(1);
-    session
-        .ops
-        .metrics
-        .command(session.site_name(), verb, reply.code.number());
+    if reply.code != ReplyCode::FileStatusOk {
+        session
+            .ops
+            .metrics
+            .command(session.site_name(), verb, reply.code.number());
+    }
     if session.logged_in().is_none() && commands::lookup(verb).is_none() {
         return abuse(session, Offence::InvalidCommand).unwrap_or(reply);
     }
@@ -83,14 +86,32 @@ pub fn file_op(session: &Session, action: Action, path: &str, target: Option<&st
     log.write(&entry);
 }
 
-/// One file transfer's bookkeeping: counted and logged when it ends, and as
-/// aborted when it is dropped before (ABOR, the client leaving).
+/// The bandwidth limit of a file transfer: the user's bucket for its
+/// direction, shared by all of the user's sessions on the site.
+pub fn rate_limit(session: &Session, job: &Job) -> crate::ops::rate::Limit {
+    let site = session.site.as_ref()?;
+    let (direction, rate) = match job {
+        Job::Send {
+            source: Source::File(_),
+            ..
+        } => (Direction::download, site.ops.download_rate?),
+        Job::Send { .. } => return None,
+        Job::Receive { .. } => (Direction::upload, site.ops.upload_rate?),
+    };
+    let user = &session.logged_in()?.account.user;
+    Some(session.ops.rates.bucket(&site.name, user, direction, rate))
+}
+
+/// One transfer's bookkeeping: counted (and, for files, logged) when it
+/// ends, and as aborted when it is dropped before (ABOR, the client leaving).
 pub struct TransferRecord {
     ops: Arc<Ops>,
     site: Arc<Site>,
     user: String,
     client: IpAddr,
-    direction: Direction,
+    /// `None` for listings.
+    direction: Option<Direction>,
+    verb: String,
     path: String,
     binary: bool,
     started: Instant,
@@ -99,7 +120,7 @@ pub struct TransferRecord {
 }
 
 impl TransferRecord {
-    /// For a file transfer (not a listing) of a logged-in session.
+    /// For a transfer of a logged-in session.
     pub fn start(
         session: &Session,
         job: &Job,
@@ -111,19 +132,20 @@ impl TransferRecord {
                 source: Source::File(_),
                 ascii,
                 ..
-            } => (Direction::download, !ascii),
-            Job::Send { .. } => return None,
-            Job::Receive { ascii, .. } => (Direction::upload, !ascii),
+            } => (Some(Direction::download), !ascii),
+            Job::Send { .. } => (None, true),
+            Job::Receive { ascii, .. } => (Some(Direction::upload), !ascii),
         };
         let site = session.site.clone()?;
         let user = session.logged_in()?.account.user.clone();
-        let path = what.split_once(' ').map_or(what, |(_, path)| path);
+        let (verb, path) = what.split_once(' ').unwrap_or((what, ""));
         Some(TransferRecord {
             ops: session.ops.clone(),
             site,
             user,
             client: session.client_ip(),
             direction,
+            verb: verb.to_string(),
             path: path.to_string(),
             binary,
             started: Instant::now(),
@@ -140,21 +162,27 @@ impl TransferRecord {
         } else {
             TransferResult::failed
         };
+        self.ops
+            .metrics
+            .command(&self.site.name, &self.verb, reply.code.number());
         self.finish(result);
         reply
     }
 
     fn finish(&mut self, result: TransferResult) {
         self.finished = true;
+        let Some(direction) = self.direction else {
+            return;
+        };
         let took = self.started.elapsed();
         let bytes = self.progress.load(Ordering::Relaxed);
         self.site
             .ops
             .metrics
-            .transfer(self.direction, result, bytes, took);
+            .transfer(direction, result, bytes, took);
         let log = &self.ops.transfer_log;
         if log.enabled() {
-            let action = match self.direction {
+            let action = match direction {
                 Direction::upload => Action::Upload,
                 Direction::download => Action::Download,
             };
@@ -174,6 +202,8 @@ impl TransferRecord {
 impl Drop for TransferRecord {
     fn drop(&mut self) {
         if !self.finished {
+            // ABOR's reply for the transfer is 426.
+            self.ops.metrics.command(&self.site.name, &self.verb, 426);
             self.finish(TransferResult::aborted);
         }
     }

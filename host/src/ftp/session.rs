@@ -318,6 +318,7 @@ impl Session {
             timeout: self.settings.data_timeout,
             progress: progress.clone(),
             what: what.clone(),
+            limit: super::events::rate_limit(self, &job),
         };
         let record = super::events::TransferRecord::start(self, &job, &what, &progress);
         let run = dtp::run(endpoint, job, ctx);

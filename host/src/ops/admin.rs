@@ -74,9 +74,8 @@ pub async fn serve(listener: TcpListener, state: Arc<AdminState>) {
             let connection = hyper::server::conn::http1::Builder::new()
                 .keep_alive(true)
                 .serve_connection(TokioIo::new(stream), service);
-            match tokio::time::timeout(CONNECTION_LIMIT, connection).await {
-                Ok(Err(e)) => debug!("admin connection: {e}"),
-                Ok(Ok(())) | Err(_) => {}
+            if let Ok(Err(e)) = tokio::time::timeout(CONNECTION_LIMIT, connection).await {
+                debug!("admin connection: {e}");
             }
         });
     }
@@ -109,7 +108,10 @@ fn respond(state: &AdminState, method: &Method, path: &str) -> Response<Full<Byt
             DRAINING => text(StatusCode::SERVICE_UNAVAILABLE, "draining\n"),
             _ => text(StatusCode::SERVICE_UNAVAILABLE, "starting\n"),
         },
-        _ => text(StatusCode::NOT_FOUND, "not found: try /metrics, /health, /ready\n"),
+        _ => text(
+            StatusCode::NOT_FOUND,
+            "not found: try /metrics, /health, /ready\n",
+        ),
     }
 }
 
@@ -145,7 +147,10 @@ mod tests {
             ops: Ops::detached(),
             readiness: readiness.clone(),
         });
-        state.ops.metrics.reload(super::super::metrics::ReloadResult::ok);
+        state
+            .ops
+            .metrics
+            .reload(super::super::metrics::ReloadResult::ok);
         let task = tokio::spawn(serve(listener, state));
         let close = "Connection: close\r\n\r\n";
         let health = get(addr, &format!("GET /health HTTP/1.1\r\nHost: x\r\n{close}")).await;
@@ -162,10 +167,17 @@ mod tests {
         let metrics = get(addr, &format!("GET /metrics HTTP/1.1\r\n{close}")).await;
         assert!(metrics.starts_with("HTTP/1.1 200"), "{metrics}");
         assert!(metrics.contains("text/plain; version=0.0.4"), "{metrics}");
-        assert!(metrics.contains("wasmftpd_reloads_total{result=\"ok\"} 1"), "{metrics}");
+        assert!(
+            metrics.contains("wasmftpd_reloads_total{result=\"ok\"} 1"),
+            "{metrics}"
+        );
         let missing = get(addr, &format!("GET /nope HTTP/1.1\r\n{close}")).await;
         assert!(missing.starts_with("HTTP/1.1 404"), "{missing}");
-        let post = get(addr, &format!("POST /metrics HTTP/1.1\r\nContent-Length: 0\r\n{close}")).await;
+        let post = get(
+            addr,
+            &format!("POST /metrics HTTP/1.1\r\nContent-Length: 0\r\n{close}"),
+        )
+        .await;
         assert!(post.starts_with("HTTP/1.1 405"), "{post}");
         task.abort();
     }

@@ -294,11 +294,7 @@ impl Defender {
     }
 }
 
-fn sweep<K: std::fmt::Debug>(
-    table: &mut HashMap<K, Record>,
-    now: Instant,
-    settings: &BanSettings,
-) {
+fn sweep<K: std::fmt::Debug>(table: &mut HashMap<K, Record>, now: Instant, settings: &BanSettings) {
     table.retain(|key, record| {
         record.forget_old(now, settings);
         if record.banned_until.is_some_and(|until| until <= now) {
@@ -380,7 +376,10 @@ mod tests {
         let t0 = Instant::now();
         let allowed: IpAddr = "::ffff:10.9.9.9".parse().unwrap();
         for _ in 0..10 {
-            assert_eq!(d.record_at(allowed.to_canonical(), Offence::FailedLogin, t0), None);
+            assert_eq!(
+                d.record_at(allowed.to_canonical(), Offence::FailedLogin, t0),
+                None
+            );
         }
         assert_eq!(d.banned_at(allowed.to_canonical(), t0), None);
 

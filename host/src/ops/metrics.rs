@@ -272,7 +272,11 @@ impl Metrics {
             "Plugin instances alive now",
             m.plugin_instances.clone(),
         );
-        r.register("reloads", "Configuration reloads by result", m.reloads.clone());
+        r.register(
+            "reloads",
+            "Configuration reloads by result",
+            m.reloads.clone(),
+        );
         r.register(
             "bans_active",
             "Client addresses banned now",
@@ -305,12 +309,11 @@ impl Metrics {
             direction,
         };
         let transfers = |direction, result| {
-            self.transfers
-                .get_or_create_owned(&TransferLabels {
-                    site: site.to_string(),
-                    direction,
-                    result,
-                })
+            self.transfers.get_or_create_owned(&TransferLabels {
+                site: site.to_string(),
+                direction,
+                result,
+            })
         };
         SiteMetrics {
             name: site.to_string(),
@@ -551,10 +554,17 @@ mod tests {
                 r#"wasmftpd_plugin_faults_total{site="main",plugin="auth",kind="trap"}"#,
                 1.0,
             ),
-            (r#"wasmftpd_proxy_header_failures_total{reason="untrusted"}"#, 1.0),
+            (
+                r#"wasmftpd_proxy_header_failures_total{reason="untrusted"}"#,
+                1.0,
+            ),
             ("wasmftpd_bans_active", 0.0),
         ] {
-            assert_eq!(line_value(&text, series), Some(value), "{series} in\n{text}");
+            assert_eq!(
+                line_value(&text, series),
+                Some(value),
+                "{series} in\n{text}"
+            );
         }
         assert!(text.contains("# TYPE wasmftpd_plugin_call_seconds histogram"));
     }

@@ -133,10 +133,13 @@ impl PassiveAddresses {
     /// Resolves the names in `config` once, then every `config.refresh` for
     /// as long as the result is in use.
     pub async fn start(config: &PassiveConfig) -> Arc<PassiveAddresses> {
-        let mut overrides: Vec<(IpNet, Slot)> =
-            config.overrides.iter().map(|(net, host)| (*net, slot(host))).collect();
+        let mut overrides: Vec<(IpNet, Slot)> = config
+            .overrides
+            .iter()
+            .map(|(net, host)| (*net, slot(host)))
+            .collect();
         // Most specific network first.
-        overrides.sort_by(|a, b| b.0.prefix_len().cmp(&a.0.prefix_len()));
+        overrides.sort_by_key(|(net, _)| std::cmp::Reverse(net.prefix_len()));
         let addresses = Arc::new(PassiveAddresses {
             default: config.default.as_ref().map(slot),
             overrides,
@@ -185,7 +188,6 @@ async fn keep_resolving(addresses: Weak<PassiveAddresses>, every: Duration) {
         addresses.resolve_all().await;
     }
 }
-
 
 #[cfg(test)]
 mod tests {

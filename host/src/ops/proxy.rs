@@ -87,13 +87,22 @@ async fn read_header(stream: &mut TcpStream) -> Result<Origin, Refused> {
             .await
             .map_err(|e| refused(ProxyFailure::garbled, e.to_string()))?;
         if n == 0 {
-            return Err(refused(ProxyFailure::garbled, "closed before a PROXY header"));
+            return Err(refused(
+                ProxyFailure::garbled,
+                "closed before a PROXY header",
+            ));
         }
         let seen = &buf[..n];
         if !could_be_header(seen) {
             return Err(refused(ProxyFailure::garbled, "no PROXY header"));
         }
-        let parsed = HeaderResult::parse(seen);
+        // Decide the version by the first bytes: ppp's combined parser
+        // retries a broken v2 header as v1 and calls that "incomplete".
+        let parsed: HeaderResult<'_> = if seen.starts_with(V1_PREFIX) {
+            v1::Header::try_from(seen).into()
+        } else {
+            v2::Header::try_from(seen).into()
+        };
         if parsed.is_incomplete() {
             if seen.starts_with(V1_PREFIX) && (seen.windows(2).any(|w| w == b"\r\n") || n > 107) {
                 // A whole v1 line that still does not parse.
@@ -132,7 +141,9 @@ fn could_be_header(seen: &[u8]) -> bool {
 
 /// The header's length and meaning.
 fn interpret(parsed: HeaderResult<'_>) -> Result<(usize, Origin), Refused> {
-    let garbled = |e: &dyn std::fmt::Display| refused(ProxyFailure::garbled, format!("bad PROXY header: {e}"));
+    let garbled = |e: &dyn std::fmt::Display| {
+        refused(ProxyFailure::garbled, format!("bad PROXY header: {e}"))
+    };
     match parsed {
         HeaderResult::V1(Ok(header)) => {
             let origin = match header.addresses {
@@ -285,11 +296,15 @@ mod tests {
         let (result, _) = exchange(&nobody, vec![b"PROXY UNKNOWN\r\n".to_vec()]).await;
         assert_eq!(result.unwrap_err().reason, ProxyFailure::untrusted);
 
-        let (result, _) =
-            exchange(&trusting_loopback(), vec![b"PROXY TCP4 1.2.3.4 nonsense\r\n".to_vec()]).await;
+        let (result, _) = exchange(
+            &trusting_loopback(),
+            vec![b"PROXY TCP4 1.2.3.4 nonsense\r\n".to_vec()],
+        )
+        .await;
         assert_eq!(result.unwrap_err().reason, ProxyFailure::garbled);
 
-        let (result, _) = exchange(&trusting_loopback(), vec![b"USER anonymous\r\n".to_vec()]).await;
+        let (result, _) =
+            exchange(&trusting_loopback(), vec![b"USER anonymous\r\n".to_vec()]).await;
         assert_eq!(result.unwrap_err().reason, ProxyFailure::garbled);
 
         let (result, _) = exchange(&trusting_loopback(), vec![]).await;

@@ -103,7 +103,13 @@ impl UserRates {
     /// The bucket `user` on `site` shares for `direction` at `rate` bytes/s.
     /// A different rate than the live bucket's (a reload, a changed account)
     /// starts a new bucket for sessions from now on.
-    pub fn bucket(&self, site: &str, user: &str, direction: Direction, rate: u64) -> Arc<TokenBucket> {
+    pub fn bucket(
+        &self,
+        site: &str,
+        user: &str,
+        direction: Direction,
+        rate: u64,
+    ) -> Arc<TokenBucket> {
         let mut buckets = lock(&self.buckets);
         if buckets.len() >= 1024 {
             buckets.retain(|_, weak| weak.strong_count() > 0);

@@ -135,7 +135,13 @@ impl Entry {
 /// (as ProFTPD does), control characters too.
 fn field(text: &str) -> String {
     text.chars()
-        .map(|c| if c.is_whitespace() || c.is_control() { '_' } else { c })
+        .map(|c| {
+            if c.is_whitespace() || c.is_control() {
+                '_'
+            } else {
+                c
+            }
+        })
         .collect()
 }
 
@@ -281,10 +287,23 @@ mod tests {
         e.client_address = e.client_address.to_canonical();
         e.target = Some("/b".into());
         let value: serde_json::Value = serde_json::from_str(e.json_line().trim_end()).unwrap();
-        let keys: Vec<&str> = value.as_object().unwrap().keys().map(String::as_str).collect();
+        let keys: Vec<&str> = value
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
         let mut expected = vec![
-            "time", "site", "user", "client_address", "action", "path", "target", "bytes",
-            "duration_ms", "ok",
+            "time",
+            "site",
+            "user",
+            "client_address",
+            "action",
+            "path",
+            "target",
+            "bytes",
+            "duration_ms",
+            "ok",
         ];
         expected.sort();
         let mut keys = keys;
@@ -306,13 +325,28 @@ mod tests {
         assert_eq!(
             &fields[5..],
             [
-                "2", "::ffff:192.0.2.7", "4096", "/dir/a_file.txt", "b", "_", "o", "r", "demo",
-                "ftp", "0", "*", "c"
+                "2",
+                "::ffff:192.0.2.7",
+                "4096",
+                "/dir/a_file.txt",
+                "b",
+                "_",
+                "o",
+                "r",
+                "demo",
+                "ftp",
+                "0",
+                "*",
+                "c"
             ]
         );
         assert!(entry(Action::Mkdir).xferlog_line().is_none());
         assert_eq!(
-            entry(Action::Delete).xferlog_line().unwrap().split_whitespace().nth(11),
+            entry(Action::Delete)
+                .xferlog_line()
+                .unwrap()
+                .split_whitespace()
+                .nth(11),
             Some("d")
         );
     }

@@ -12,10 +12,10 @@ use sha2::{Digest, Sha256};
 
 use crate::config::{Config, SiteConfig};
 use crate::ftp::SessionSettings;
-use crate::plugin::{PluginRuntime, PluginSource, PluginSpec};
 use crate::ops::metrics::Metrics;
 use crate::ops::nat::PassiveAddresses;
 use crate::ops::proxy::ProxySettings;
+use crate::plugin::{PluginRuntime, PluginSource, PluginSpec};
 use crate::site::{SessionCount, Site, SiteDirectory, SiteOps};
 
 /// One built site and what it was built from, so a reload can tell whether it changed.

@@ -2,14 +2,20 @@
 
 use crate::backend::Permissions;
 use crate::ftp::events;
-use crate::ops::transfer_log::Action;
 use crate::ftp::reply::{Reply, ReplyCode};
 use crate::ftp::session::{HandlerResult, OrReply, Session};
+use crate::ops::transfer_log::Action;
 
 pub async fn run(session: &mut Session, arg: &str) -> HandlerResult {
     let target = session.target(arg, Permissions::DELETE)?;
     let result = target.fs.delete(&target.storage).await;
-    events::file_op(session, Action::Delete, &target.client, None, result.is_ok());
+    events::file_op(
+        session,
+        Action::Delete,
+        &target.client,
+        None,
+        result.is_ok(),
+    );
     result.or_reply()?;
     Ok(Reply::new(ReplyCode::FileActionOk, "File deleted"))
 }

@@ -2,9 +2,9 @@
 
 use crate::backend::Permissions;
 use crate::ftp::events;
-use crate::ops::transfer_log::Action;
 use crate::ftp::reply::{Reply, ReplyCode, quote_path};
 use crate::ftp::session::{HandlerResult, OrReply, Session};
+use crate::ops::transfer_log::Action;
 
 pub async fn run(session: &mut Session, arg: &str) -> HandlerResult {
     let target = session.target(arg, Permissions::MAKE_DIR)?;

@@ -4,11 +4,11 @@
 use tracing::info;
 
 use crate::backend::{AuthError, Credentials};
+use crate::ftp::reply::{Reply, ReplyCode, auth_error};
+use crate::ftp::session::{HandlerResult, LoggedIn, Session, State};
 use crate::ftp::{events, path};
 use crate::ops::ban::Offence;
 use crate::ops::metrics::LoginResult;
-use crate::ftp::reply::{Reply, ReplyCode, auth_error};
-use crate::ftp::session::{HandlerResult, LoggedIn, Session, State};
 
 pub async fn run(session: &mut Session, arg: &str) -> HandlerResult {
     let (user, site) = match std::mem::replace(&mut session.state, State::NeedUser) {

@@ -55,10 +55,9 @@ mod tests {
 
     #[tokio::test]
     async fn pasv_advertises_configured_address() {
-        let mut h =
-            Harness::logged_in_with(|s| {
-                s.passive = crate::ops::nat::PassiveAddresses::fixed("203.0.113.7".parse().unwrap())
-            });
+        let mut h = Harness::logged_in_with(|s| {
+            s.passive = crate::ops::nat::PassiveAddresses::fixed("203.0.113.7".parse().unwrap())
+        });
         assert!(h.cmd("PASV").await.lines[0].contains("(203,0,113,7,"));
     }
 }

@@ -3,9 +3,9 @@
 
 use crate::backend::Permissions;
 use crate::ftp::events;
-use crate::ops::transfer_log::Action;
 use crate::ftp::reply::{Reply, ReplyCode};
 use crate::ftp::session::{HandlerResult, OrReply, Session, permission_denied};
+use crate::ops::transfer_log::Action;
 
 pub async fn run(session: &mut Session, arg: &str) -> HandlerResult {
     let Some(from) = session.user_mut()?.rename_from.take() else {
