@@ -422,19 +422,22 @@ RATE_SITE_EXTRA = 'download_rate = "20MB/s"\nupload_rate = "20MB/s"'
 MB = 1_000_000
 
 
-def rate_server(make_server, tmp_path):
+def rate_server(make_server, tmp_path, chunks=False):
+    """A site limited to 20 MB/s per user. `chunks`: storage-fs hands out
+    chunks instead of its file stream, so downloads take the copy loop rather
+    than sendfile."""
     from conftest import site_toml
 
     root = tmp_path / "root"
     root.mkdir(exist_ok=True)
-    # No newline in the data: a TYPE A transfer sends exactly these bytes
-    # through the copy loop instead of sendfile.
-    (root / "big.bin").write_bytes(b"r" * (40 * MB))
+    (root / "big.bin").write_bytes(os.urandom(1 << 20) * 40)
     sites = site_toml("main", {"demo": ("demo", "all")}, root, extra=RATE_SITE_EXTRA)
+    if chunks:
+        sites += '[site.main.storage.config]\ndata_path = "chunks"\n'
     return make_server(sites=sites)
 
 
-def timed_download(server, ascii=False, path="big.bin"):
+def timed_download(server, path="big.bin"):
     client = server.ftp()
     count = 0
 
@@ -443,14 +446,7 @@ def timed_download(server, ascii=False, path="big.bin"):
         count += len(block)
 
     started = time.monotonic()
-    if ascii:
-        client.voidcmd("TYPE A")
-        with client.transfercmd(f"RETR {path}") as conn:
-            while block := conn.recv(1 << 16):
-                sink(block)
-        client.voidresp()
-    else:
-        client.retrbinary(f"RETR {path}", sink, blocksize=1 << 16)
+    client.retrbinary(f"RETR {path}", sink, blocksize=1 << 16)
     ended = time.monotonic()
     client.quit()
     return count, ended - started, started, ended
@@ -458,11 +454,16 @@ def timed_download(server, ascii=False, path="big.bin"):
 
 @pytest.mark.parametrize("path", ["sendfile", "copy"])
 def test_download_rate_limit(make_server, tmp_path, path):
-    server = rate_server(make_server, tmp_path)
-    count, took, _, _ = timed_download(server, ascii=(path == "copy"))
-    assert count == 40 * MB
+    server = rate_server(make_server, tmp_path, chunks=(path == "copy"))
+    count, took, _, _ = timed_download(server)
+    assert count == 40 << 20
     rate = count / took / MB
-    assert 17 <= rate <= 23, f"{rate:.1f} MB/s over {took:.2f} s ({path})"
+    assert rate <= 23, f"{rate:.1f} MB/s over {took:.2f} s ({path})"
+    # The copy loop needs CPU (a debug build, the plugin's chunks): on a
+    # machine loaded far beyond its cores it cannot reach the limit at all,
+    # so the lower bound is only checked where it can be.
+    if path == "sendfile" or os.getloadavg()[0] < 2 * (os.cpu_count() or 1):
+        assert rate >= 17, f"{rate:.1f} MB/s over {took:.2f} s ({path})"
 
 
 def test_two_sessions_of_one_user_share_the_limit(make_server, tmp_path):
