@@ -113,6 +113,24 @@ def test_metrics_count_logins_sessions_transfers_and_reloads(make_server):
     assert metric(text, f'wasmftpd_commands_total{{{site},verb="STOR",class="2xx"}}') == 1
     assert metric(text, f'wasmftpd_commands_total{{{site},verb="RETR",class="5xx"}}') == 1
     assert metric(text, "wasmftpd_bans_active") == 0
+    # Plugin calls: three logins through the auth plugin, storage calls for
+    # the transfers.
+    logins = re.search(
+        r'^wasmftpd_plugin_call_seconds_count\{site="main",plugin="[^"]*auth[^"]*",function="login"\} (\d+)',
+        text,
+        re.M,
+    )
+    assert logins and int(logins.group(1)) == 3, text
+    storage_calls = re.findall(
+        r'^wasmftpd_plugin_call_seconds_count\{site="main",plugin="[^"]*storage[^"]*",function="[^"]+"\} (\d+)',
+        text,
+        re.M,
+    )
+    assert sum(map(int, storage_calls)) >= 2, text
+    # Storage instances are made on a session's first file operation: only
+    # the first session has one; auth instances live for one login only.
+    live = dict(re.findall(r'^wasmftpd_plugin_instances_live\{site="main",plugin="([^"]+)"\} (\d+)', text, re.M))
+    assert live == {"builtin:storage-fs": "1", "builtin:auth-static": "0"}, text
 
     first.quit()
     second.quit()

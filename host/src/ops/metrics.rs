@@ -170,6 +170,22 @@ fn call_seconds() -> Histogram {
     Histogram::new(exponential_buckets(0.00001, 4.0, 10))
 }
 
+/// The metrics the plugin runtime reports into: the plugin runtime is shared
+/// by the whole process and knows nothing of the server, so the server
+/// installs its metrics here once at start (tools and tests never do, and
+/// their plugin calls are simply not counted).
+static PLUGIN_METRICS: std::sync::OnceLock<std::sync::Arc<Metrics>> = std::sync::OnceLock::new();
+
+/// Makes plugin calls count into `metrics` (the first call wins).
+pub fn observe_plugins(metrics: std::sync::Arc<Metrics>) {
+    let _ = PLUGIN_METRICS.set(metrics);
+}
+
+/// Where plugin calls are counted, if anywhere.
+pub fn plugin_metrics() -> Option<&'static Metrics> {
+    PLUGIN_METRICS.get().map(|m| &**m)
+}
+
 /// The server's metrics.
 pub struct Metrics {
     registry: Registry,

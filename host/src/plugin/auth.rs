@@ -49,11 +49,23 @@ impl Authenticator for WasmAuthenticator {
             site: credentials.site.clone(),
         };
         self.context.arm(&mut store);
-        let answer = plugin
+        let result = plugin
             .wasmftpd_plugin_auth()
             .call_login(&mut store, &request)
-            .await
-            .map_err(failed)?;
+            .await;
+        let answer = match result {
+            Ok(answer) => {
+                self.context.record_call(store.data(), "login", None);
+                answer
+            }
+            Err(e) => {
+                let e: anyhow::Error = e.into();
+                self.context.record_call(store.data(), "login", Some(&e));
+                return Err(AuthError::PluginFailed(
+                    self.context.describe_failure("login", e),
+                ));
+            }
+        };
         match answer {
             Ok(account) => Ok(Account {
                 user: account.user,

@@ -37,6 +37,18 @@ pub(super) struct HostState {
     pub(super) listing: Option<u32>,
     /// The newest file stream made by `read-via-stream` (see `file_io`).
     pub(super) newest_file_stream: Option<super::file_io::FileStreamOrigin>,
+    /// When the call in progress started (`wasmftpd_plugin_call_seconds`).
+    call_started: Instant,
+    /// Holds `wasmftpd_plugin_instances_live` up while the store lives.
+    live: Option<prometheus_client::metrics::gauge::Gauge>,
+}
+
+impl Drop for HostState {
+    fn drop(&mut self) {
+        if let Some(live) = &self.live {
+            live.dec();
+        }
+    }
 }
 
 impl WasiView for HostState {
@@ -137,6 +149,17 @@ impl PluginContext {
             deadline: Instant::now(),
             listing: None,
             newest_file_stream: None,
+            call_started: Instant::now(),
+            live: crate::ops::metrics::plugin_metrics().map(|m| {
+                let gauge =
+                    m.plugin_instances
+                        .get_or_create_owned(&crate::ops::metrics::PluginLabels {
+                            site: self.site.to_string(),
+                            plugin: self.plugin.to_string(),
+                        });
+                gauge.inc();
+                gauge
+            }),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limits);
@@ -156,8 +179,35 @@ impl PluginContext {
 
     /// Starts the clock for one call (or instantiation) into this store.
     pub fn arm(&self, store: &mut Store<HostState>) {
-        store.data_mut().deadline = Instant::now() + self.limits.call_timeout;
+        let now = Instant::now();
+        store.data_mut().deadline = now + self.limits.call_timeout;
+        store.data_mut().call_started = now;
         store.set_epoch_deadline(1);
+    }
+
+    /// Counts one finished call (its duration, and its fault if it failed)
+    /// in the server's metrics.
+    pub fn record_call(&self, state: &HostState, what: &str, error: Option<&anyhow::Error>) {
+        let Some(metrics) = crate::ops::metrics::plugin_metrics() else {
+            return;
+        };
+        use crate::ops::metrics::FaultKind;
+        let fault = error.map(|error| {
+            if error.downcast_ref::<DeadlineExceeded>().is_some() {
+                FaultKind::timeout
+            } else if error.downcast_ref::<MemoryLimitExceeded>().is_some() {
+                FaultKind::memory
+            } else {
+                FaultKind::trap
+            }
+        });
+        metrics.plugin_call(
+            &self.site,
+            &self.plugin,
+            what,
+            state.call_started.elapsed(),
+            fault,
+        );
     }
 
     /// Logs a failed call and returns the message for the client's reply.

@@ -182,10 +182,16 @@ impl Call<'_> {
     fn finish<T>(mut self, what: &str, result: wasmtime::Result<T>) -> StorageResult<T> {
         match result {
             Ok(value) => {
+                self.context.record_call(self.live.store.data(), what, None);
                 self.slot.live = Some(self.live);
                 Ok(value)
             }
-            Err(e) => Err(plugin_failed(self.context.describe_failure(what, e))),
+            Err(e) => {
+                let e: anyhow::Error = e.into();
+                self.context
+                    .record_call(self.live.store.data(), what, Some(&e));
+                Err(plugin_failed(self.context.describe_failure(what, e)))
+            }
         }
     }
 }

@@ -105,6 +105,7 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         cache_dir: config.cache_dir.clone(),
     })?;
     let ops = start_ops(&config)?;
+    crate::ops::metrics::observe_plugins(ops.metrics.clone());
     let (registry, _) = registry::build(&runtime, &config, None, &ops.metrics).await?;
     info!(
         sites = registry.len(),
