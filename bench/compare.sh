@@ -27,6 +27,8 @@
 #   PASS_LEN=12                           length of the benchmark user's password (8-70);
 #                                         the SHA-512-crypt cost steps up at 16
 #   WASMFTPD=path                         wasmftpd binary [<repo>/target/release/wasmftpd]
+#   WASMFTPD_SERVER_EXTRA="..."           TOML lines added to wasmftpd's [server] table
+#                                         (bench/ops-cost.sh: metrics listener, transfer log)
 #   TRIVIAL_AUTH_PLUGIN=path.wasm         auth plugin for the trivial-auth login run
 #                                         (default: builtin auth-static, anonymous);
 #                                         its config is TRIVIAL_AUTH_CONFIG (TOML lines
@@ -483,6 +485,7 @@ passive_ports = "$2"
 login_failure_delay = "0s"
 max_connections = 2000
 max_connections_per_ip = 2000
+${WASMFTPD_SERVER_EXTRA:-}
 
 [site.bench]
 [site.bench.auth]
