@@ -188,3 +188,57 @@ def make_server(tmp_path):
 @pytest.fixture
 def server(make_server):
     return make_server()
+
+
+@pytest.fixture(scope="session")
+def seaweedfs(tmp_path_factory):
+    """One SeaweedFS (S3 on a free loopback port) for the whole test run;
+    tests take their own bucket from `s3_bucket`."""
+    from seaweedfs import SeaweedFS
+
+    server = SeaweedFS(tmp_path_factory.mktemp("seaweedfs"))
+    yield server
+    server.stop()
+
+
+class S3Area:
+    """A test's own part of the shared test bucket: every key under `prefix`.
+    (Each bucket is a SeaweedFS collection with volumes of its own, so tests
+    share one bucket rather than making many.)"""
+
+    def __init__(self, client, bucket, prefix):
+        self.client = client
+        self.bucket = bucket
+        self.prefix = prefix
+
+    def keys(self):
+        """Keys under the area, without its prefix."""
+        return [k[len(self.prefix) :] for k in self.client.keys(self.bucket, self.prefix)]
+
+    def get(self, key):
+        return self.client.get(self.bucket, self.prefix + key)
+
+    def put(self, key, data):
+        self.client.put(self.bucket, self.prefix + key, data)
+
+    def uploads(self):
+        """Keys of unfinished multipart uploads in the area."""
+        return [
+            k[len(self.prefix) :]
+            for k in self.client.multipart_uploads(self.bucket)
+            if k.startswith(self.prefix)
+        ]
+
+
+_area_count = [0]
+
+
+@pytest.fixture
+def s3_area(seaweedfs):
+    """An empty area (key prefix) of the shared test bucket."""
+    bucket = "wasmftpd-tests"
+    if not getattr(seaweedfs, "test_bucket", None):
+        seaweedfs.client.create_bucket(bucket)
+        seaweedfs.test_bucket = bucket
+    _area_count[0] += 1
+    return S3Area(seaweedfs.client, bucket, f"t{_area_count[0]}/")
