@@ -1,4 +1,4 @@
-//! The command line: `serve`, `check`, `hash-password` and `plugin` (see [`crate::kit`]).
+//! The command line: `serve`, `check`, `hash-password`, `tls` and `plugin` (see [`crate::kit`]).
 
 use std::io::{BufRead, IsTerminal};
 use std::net::SocketAddr;
@@ -37,10 +37,29 @@ pub enum Command {
     },
     /// Read a password from standard input and print its argon2id hash for auth-static.
     HashPassword,
+    /// TLS helpers.
+    Tls {
+        #[command(subcommand)]
+        command: TlsCommand,
+    },
     /// Tools for plugin authors: the conformance kit, inspection, benchmarks.
     Plugin {
         #[command(subcommand)]
         command: crate::kit::PluginCommand,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum TlsCommand {
+    /// Write a self-signed certificate (`cert.pem`) and its key (`key.pem`)
+    /// into a directory, to try FTPS; clients must accept it (`curl -k`).
+    SelfSigned {
+        /// Host name (or IP address) the certificate is for (repeatable).
+        #[arg(long, required = true)]
+        name: Vec<String>,
+        /// Directory to write into (created if missing).
+        #[arg(long)]
+        out: PathBuf,
     },
 }
 
@@ -49,6 +68,9 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Serve { config, listen } => serve(config, listen),
         Command::Check { config } => check(config),
         Command::HashPassword => hash_password(),
+        Command::Tls {
+            command: TlsCommand::SelfSigned { name, out },
+        } => self_signed(&name, &out),
         // The kit prints its own report and decides its exit code.
         Command::Plugin { command } => return crate::kit::run(command),
     };
@@ -80,6 +102,38 @@ fn check(path: PathBuf) -> anyhow::Result<()> {
     let sites = runtime()?.block_on(crate::server::check(&config))?;
     println!("{}: OK ({sites} site(s))", path.display());
     Ok(())
+}
+
+fn self_signed(names: &[String], out: &std::path::Path) -> anyhow::Result<()> {
+    let (cert, key) = crate::tls::self_signed(names)?;
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let cert_path = out.join("cert.pem");
+    let key_path = out.join("key.pem");
+    std::fs::write(&cert_path, cert)
+        .with_context(|| format!("cannot write {}", cert_path.display()))?;
+    write_private(&key_path, key.as_bytes())
+        .with_context(|| format!("cannot write {}", key_path.display()))?;
+    println!("wrote {} and {}", cert_path.display(), key_path.display());
+    println!("add to the config:\n\n[server.tls]");
+    println!(
+        "certificate = {:?}\nkey = {:?}",
+        cert_path.display().to_string(),
+        key_path.display().to_string()
+    );
+    Ok(())
+}
+
+/// Writes a file only its owner can read (a private key).
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options.open(path)?.write_all(bytes)
 }
 
 fn hash_password() -> anyhow::Result<()> {

@@ -53,6 +53,11 @@ pub struct Config {
     /// The file it came from (errors found later, e.g. by a plugin compile, name it).
     pub file: PathBuf,
     pub listen: Vec<SocketAddr>,
+    /// Listeners where TLS starts with the first byte (implicit FTPS).
+    pub implicit_tls_listen: Vec<SocketAddr>,
+    /// `[server.tls]`: TLS for connections with no site yet, and for sites
+    /// without their own.
+    pub tls: Option<TlsConfig>,
     pub max_connections: usize,
     pub max_connections_per_ip: usize,
     /// After SIGTERM/SIGINT, how long running sessions may go on before they
@@ -85,6 +90,12 @@ pub struct SiteConfig {
     pub host_names: Vec<String>,
     /// Dedicated listeners: connections there always get this site.
     pub listen: Vec<SocketAddr>,
+    /// Dedicated implicit-TLS listeners.
+    pub implicit_tls_listen: Vec<SocketAddr>,
+    /// That key's name, for errors.
+    pub implicit_tls_key: String,
+    /// The site's TLS: its own `[site.NAME.tls]`, else the server's.
+    pub tls: Option<TlsConfig>,
     pub allow_user_at_site: bool,
     pub passive_ports: Option<RangeInclusive<u16>>,
     pub max_connections: Option<usize>,
@@ -113,6 +124,52 @@ impl SiteConfig {
         other.line = self.line;
         *self == other
     }
+}
+
+/// TLS settings (`[server.tls]`, `[site.NAME.tls]`). Two are equal when they
+/// configure the same thing: where they are written (`origin`) does not count.
+#[derive(Debug, Clone)]
+pub struct TlsConfig {
+    /// PEM certificate chain (leaf first).
+    pub certificate: PathBuf,
+    /// PEM private key (may be the certificate's file).
+    pub key: PathBuf,
+    /// Refuse clear-text logins and clear-text data connections.
+    pub required: bool,
+    /// Data connections must resume their control connection's TLS session.
+    pub require_session_reuse: bool,
+    pub min_version: TlsVersion,
+    /// Where these settings are written, for errors found when the files are read.
+    pub origin: TlsOrigin,
+}
+
+/// The oldest TLS version accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsVersion {
+    V1_2,
+    V1_3,
+}
+
+impl PartialEq for TlsConfig {
+    fn eq(&self, other: &Self) -> bool {
+        self.certificate == other.certificate
+            && self.key == other.key
+            && self.required == other.required
+            && self.require_session_reuse == other.require_session_reuse
+            && self.min_version == other.min_version
+    }
+}
+
+impl Eq for TlsConfig {}
+
+/// The config file, keys and lines of a TLS block's file names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsOrigin {
+    pub file: PathBuf,
+    pub certificate_key: String,
+    pub certificate_line: usize,
+    pub key_key: String,
+    pub key_line: usize,
 }
 
 /// Reads and validates a configuration: one file, or a directory holding
@@ -208,8 +265,21 @@ fn load_dir(dir: &Path) -> Result<Config, ConfigError> {
     build(&at, raw.server, sites)
 }
 
-fn build(at: &Locator, server: RawServer, sites: Vec<SiteConfig>) -> Result<Config, ConfigError> {
+fn build(
+    at: &Locator,
+    server: RawServer,
+    mut sites: Vec<SiteConfig>,
+) -> Result<Config, ConfigError> {
     let base = at.base();
+    let server_tls = match server.tls {
+        Some(raw) => Some(tls_config(at, "server.tls", raw)?),
+        None => None,
+    };
+    for site in &mut sites {
+        if site.tls.is_none() {
+            site.tls = server_tls.clone();
+        }
+    }
     let defaults = SessionSettings::default();
     let session = SessionSettings {
         idle_timeout: server.idle_timeout.map_or(defaults.idle_timeout, |d| d.0),
@@ -250,6 +320,37 @@ fn build(at: &Locator, server: RawServer, sites: Vec<SiteConfig>) -> Result<Conf
         // One site needs no naming.
         None if sites.len() == 1 => Some(sites[0].name.clone()),
         None => None,
+    };
+
+    if let Some(site) = sites
+        .iter()
+        .find(|s| !s.implicit_tls_listen.is_empty() && s.tls.is_none())
+    {
+        return Err(ConfigError {
+            file: site.file.clone(),
+            line: site.line,
+            key: site.implicit_tls_key.clone(),
+            message:
+                "implicit TLS needs a certificate: add a [tls] block to the site or [server.tls]"
+                    .to_string(),
+        });
+    }
+    let implicit_tls_listen = match server.implicit_tls_listen {
+        Some(listen) => {
+            let default_has_tls = default_site
+                .as_ref()
+                .and_then(|name| sites.iter().find(|s| s.name == *name))
+                .is_some_and(|s| s.tls.is_some());
+            if !listen.get_ref().is_empty() && server_tls.is_none() && !default_has_tls {
+                return Err(at.error_at(
+                    Some(listen.span()),
+                    "server.implicit_tls_listen",
+                    "implicit TLS needs a certificate: add [server.tls] (or a [tls] block to the default site)",
+                ));
+            }
+            listen.into_inner()
+        }
+        None => Vec::new(),
     };
 
     let cache_dir = match server.cache_dir {
@@ -305,6 +406,8 @@ fn build(at: &Locator, server: RawServer, sites: Vec<SiteConfig>) -> Result<Conf
     Ok(Config {
         file: at.file.to_path_buf(),
         listen: server.listen,
+        implicit_tls_listen,
+        tls: server_tls,
         max_connections: server.max_connections.unwrap_or(1000),
         max_connections_per_ip: server.max_connections_per_ip.unwrap_or(50),
         shutdown_grace: server
@@ -493,6 +596,10 @@ fn build_site(
         site.passive_address_overrides,
         Duration::from_secs(60),
     )?;
+    let tls = match site.tls {
+        Some(raw) => Some(tls_config(at, &key_of("tls"), raw)?),
+        None => None,
+    };
     Ok(SiteConfig {
         proxy,
         upload_rate,
@@ -503,6 +610,9 @@ fn build_site(
             .unwrap_or_else(|| format!("wasmftpd ready ({name})")),
         host_names: site.host_names,
         listen: site.listen,
+        implicit_tls_listen: site.implicit_tls_listen,
+        implicit_tls_key: key_of("implicit_tls_listen"),
+        tls,
         allow_user_at_site: site.allow_user_at_site,
         passive_ports: site.passive_ports.map(|p| p.0),
         max_connections: site.max_connections,
@@ -511,6 +621,52 @@ fn build_site(
         file: at.file.to_path_buf(),
         line: at.line_of(&name_span),
         name,
+    })
+}
+
+/// Validates a TLS block; `key` is how it is named in errors (`server.tls`).
+fn tls_config(at: &Locator, key: &str, raw: RawTls) -> Result<TlsConfig, ConfigError> {
+    let base = at.base();
+    let file_key = |name: &str, path: &Spanned<String>| -> Result<PathBuf, ConfigError> {
+        let file = base.join(path.get_ref());
+        if !file.is_file() {
+            return Err(at.error_at(
+                Some(path.span()),
+                &format!("{key}.{name}"),
+                &format!("file {} not found", file.display()),
+            ));
+        }
+        Ok(file)
+    };
+    let certificate = file_key("certificate", &raw.certificate)?;
+    let private_key = file_key("key", &raw.key)?;
+    let min_version = match raw.min_version {
+        None => TlsVersion::V1_2,
+        Some(v) => match v.get_ref().as_str() {
+            "1.2" => TlsVersion::V1_2,
+            "1.3" => TlsVersion::V1_3,
+            other => {
+                return Err(at.error_at(
+                    Some(v.span()),
+                    &format!("{key}.min_version"),
+                    &format!("`{other}` is not a TLS version we accept: \"1.2\" or \"1.3\""),
+                ));
+            }
+        },
+    };
+    Ok(TlsConfig {
+        certificate,
+        key: private_key,
+        required: raw.required,
+        require_session_reuse: raw.require_session_reuse.unwrap_or(true),
+        min_version,
+        origin: TlsOrigin {
+            file: at.file.to_path_buf(),
+            certificate_key: format!("{key}.certificate"),
+            certificate_line: at.line_of(&raw.certificate.span()),
+            key_key: format!("{key}.key"),
+            key_line: at.line_of(&raw.key.span()),
+        },
     })
 }
 
@@ -731,6 +887,8 @@ struct RawConfig {
 struct RawServer {
     #[serde(default)]
     listen: Vec<SocketAddr>,
+    implicit_tls_listen: Option<Spanned<Vec<SocketAddr>>>,
+    tls: Option<RawTls>,
     passive_ports: Option<PortRange>,
     passive_address: Option<Spanned<String>>,
     #[serde(default)]
@@ -767,6 +925,9 @@ struct RawSite {
     #[serde(default)]
     listen: Vec<SocketAddr>,
     #[serde(default)]
+    implicit_tls_listen: Vec<SocketAddr>,
+    tls: Option<RawTls>,
+    #[serde(default)]
     allow_user_at_site: bool,
     passive_ports: Option<PortRange>,
     max_connections: Option<usize>,
@@ -799,6 +960,17 @@ struct RawBan {
     #[serde(default)]
     allow: Vec<Spanned<String>>,
     max_user_failures: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    certificate: Spanned<String>,
+    key: Spanned<String>,
+    #[serde(default)]
+    required: bool,
+    require_session_reuse: Option<bool>,
+    min_version: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]

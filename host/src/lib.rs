@@ -11,6 +11,8 @@
 //! - [`config`]: the TOML configuration and its validation.
 //! - [`site`]: a virtual site (its backends and limits) as the protocol sees it.
 //! - [`server`]: listeners, connection limits, shutdown.
+//! - [`tls`]: TLS for control and data connections (rustls); certificates,
+//!   per-connection session state, the data-connection session-reuse check.
 //! - [`cli`]: the command line.
 //! - [`log_writer`]: where log lines go (buffered, written by a background thread).
 //! - [`ops`]: metrics and the admin listener, the transfer log, the defender (bans),
@@ -28,3 +30,4 @@ pub mod ops;
 pub mod plugin;
 pub mod server;
 pub mod site;
+pub mod tls;

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::backend::{Authenticator, StorageProvider};
+use crate::tls::SiteTls;
 
 pub struct Site {
     /// The site's name (config `name`), passed to the auth plugin and used in logs.
@@ -29,6 +30,8 @@ pub struct Site {
     pub sessions: Arc<SessionCount>,
     /// Metrics handles, bandwidth limits, NAT, PROXY settings.
     pub ops: SiteOps,
+    /// The site's TLS (its own settings, else the server's); `None`: no FTPS.
+    pub tls: Option<Arc<SiteTls>>,
 }
 
 /// A site's operations settings (docs/operations.md).
@@ -129,6 +132,7 @@ mod tests {
             max_connections: Some(2),
             sessions: Default::default(),
             ops: SiteOps::detached("s"),
+            tls: None,
         });
         let first = site.enter().expect("room for one");
         let _second = site.enter().expect("room for two");

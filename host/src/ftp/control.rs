@@ -152,12 +152,13 @@ impl Control {
     /// asked for this and we already read is dropped: it came in clear text,
     /// ahead of the handshake, and must never run as a command (RFC 4217
     /// section 4; otherwise an attacker could inject commands into the secured
-    /// session). Returns how many bytes were dropped. When `secure` fails the
-    /// connection is gone and so is this value's stream.
-    pub async fn upgrade<F, Fut>(&mut self, secure: F) -> io::Result<usize>
+    /// session). Returns what `secure` returned beside the stream, and how
+    /// many bytes were dropped. When `secure` fails the connection is gone and
+    /// so is this value's stream.
+    pub async fn upgrade<F, Fut, T>(&mut self, secure: F) -> io::Result<(T, usize)>
     where
         F: FnOnce(Box<dyn Transport>) -> Fut,
-        Fut: Future<Output = io::Result<Box<dyn Transport>>>,
+        Fut: Future<Output = io::Result<(Box<dyn Transport>, T)>>,
     {
         // The LF of the command's own CRLF may still wait in the buffer.
         let own_lf = self.after_cr && self.buf.first() == Some(&b'\n');
@@ -166,8 +167,9 @@ impl Control {
         self.discarding = false;
         self.after_cr = false;
         let plain = std::mem::replace(&mut self.stream, Box::new(Closed));
-        self.stream = secure(plain).await?;
-        Ok(dropped)
+        let (secured, info) = secure(plain).await?;
+        self.stream = secured;
+        Ok((info, dropped))
     }
 }
 
@@ -278,8 +280,10 @@ mod tests {
             .unwrap();
         assert_eq!(control.next_line().await.unwrap(), cmd("AUTH TLS"));
         let (secured_client, secured_server) = tokio::io::duplex(256);
-        let dropped = control
-            .upgrade(|_plain| async move { Ok(Box::new(secured_server) as Box<dyn Transport>) })
+        let ((), dropped) = control
+            .upgrade(
+                |_plain| async move { Ok((Box::new(secured_server) as Box<dyn Transport>, ())) },
+            )
             .await
             .unwrap();
         assert_eq!(dropped, b"DELE important\r\n".len());
@@ -303,7 +307,9 @@ mod tests {
         let mut control = reader(b"AUTH TLS\r\n", 100);
         assert_eq!(control.next_line().await.unwrap(), cmd("AUTH TLS"));
         let result = control
-            .upgrade(|_plain| async { Err(io::Error::other("handshake failed")) })
+            .upgrade(|_plain| async {
+                Err::<(Box<dyn Transport>, ()), _>(io::Error::other("handshake failed"))
+            })
             .await;
         assert!(result.is_err());
         assert_eq!(control.next_line().await.unwrap(), Line::Closed);

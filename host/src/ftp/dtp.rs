@@ -33,6 +33,7 @@ use super::Transport;
 use super::ascii::{FromCrlf, ToCrlf};
 use super::reply::{ErrorContext, Reply, ReplyCode, storage_error};
 use crate::backend::{FileReader, FileWriter, StorageError};
+use crate::tls::DataTls;
 
 /// Bytes per storage call and per socket write.
 pub const CHUNK: usize = 256 * 1024;
@@ -84,6 +85,11 @@ pub struct DataContext {
     pub what: String,
     /// Bandwidth limit (the user's bucket for this direction), if any.
     pub limit: crate::ops::rate::Limit,
+    /// PROT P: the control connection's TLS, which the data connection's
+    /// handshake is checked against.
+    pub tls: Option<Arc<DataTls>>,
+    /// The data connection must resume the control connection's TLS session.
+    pub require_session_reuse: bool,
 }
 
 /// Opens a passive listener on `ip` with a port from `ports`, starting at a
@@ -151,7 +157,30 @@ pub fn same_host(a: IpAddr, b: IpAddr) -> bool {
     a.to_canonical() == b.to_canonical()
 }
 
-async fn open(endpoint: DataEndpoint, ctx: &DataContext) -> Result<TcpStream, Reply> {
+/// Opens the data connection, with TLS under PROT P.
+async fn open(endpoint: DataEndpoint, ctx: &DataContext) -> Result<DataStream, Reply> {
+    let tcp = connect(endpoint, ctx).await?;
+    let Some(tls) = &ctx.tls else {
+        return Ok(DataStream::Plain(tcp));
+    };
+    match timeout(ctx.timeout, tls.accept(tcp, ctx.require_session_reuse)).await {
+        Ok(Ok(stream)) => Ok(DataStream::Secure(stream)),
+        Ok(Err(err)) => {
+            info!(what = %ctx.what, %err, "data connection refused");
+            Err(Reply::new(
+                ReplyCode::CantOpenDataConnection,
+                format!("Can't open data connection: {err}"),
+            ))
+        }
+        Err(_) => Err(Reply::new(
+            ReplyCode::CantOpenDataConnection,
+            "Can't open data connection: TLS handshake timed out",
+        )),
+    }
+}
+
+/// Accepts (PASV/EPSV) or makes (PORT/EPRT) the data connection's TCP connection.
+async fn connect(endpoint: DataEndpoint, ctx: &DataContext) -> Result<TcpStream, Reply> {
     let cant_open = |why: &str| {
         Reply::new(
             ReplyCode::CantOpenDataConnection,
@@ -280,7 +309,7 @@ impl AsyncWrite for DataStream {
 /// Runs one transfer to its final reply.
 pub async fn run(endpoint: DataEndpoint, job: Job, ctx: DataContext) -> Reply {
     let stream = match open(endpoint, &ctx).await {
-        Ok(tcp) => DataStream::Plain(tcp),
+        Ok(stream) => stream,
         Err(reply) => return reply,
     };
     let started = Instant::now();

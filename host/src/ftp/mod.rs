@@ -41,6 +41,7 @@ use std::time::Duration;
 use tracing::{Instrument, error, info, info_span};
 
 use crate::site::{Site, SiteDirectory};
+use crate::tls::SiteTls;
 use control::Control;
 use reply::{Reply, ReplyCode};
 use session::Session;
@@ -106,6 +107,10 @@ pub struct Connection {
     pub closing: Closing,
     /// Metrics, transfer log, defender, bandwidth buckets.
     pub ops: Arc<crate::ops::Ops>,
+    /// `[server.tls]`: offered while no site is chosen.
+    pub server_tls: Option<Arc<SiteTls>>,
+    /// TLS from the first byte (implicit FTPS listener).
+    pub implicit_tls: bool,
 }
 
 /// Tells sessions that the server is going away: once it fires, each session
@@ -184,21 +189,33 @@ async fn serve(conn: Connection) {
     let _ = socket2::SockRef::from(&conn.stream).set_out_of_band_inline(true);
     info!(peer = %conn.peer, site = conn.site.as_ref().map(|s| s.name.as_str()).unwrap_or(""), "session opened");
     let mut control = Control::new(Box::new(conn.stream), conn.settings.max_line_length);
-    if control
-        .send(&greeting(conn.site.as_deref()), conn.settings.idle_timeout)
-        .await
-        .is_err()
-    {
-        return;
-    }
-    let session = Session::new(
+    let mut session = Session::new(
         conn.settings,
         conn.peer,
         conn.local,
         conn.site,
         conn.sites,
         conn.ops,
+        conn.server_tls,
     );
+    if conn.implicit_tls {
+        // Implicit FTPS: the handshake comes first, even the greeting is
+        // encrypted; the name the client asked for may pick the site.
+        if let Err(err) = session.start_tls(&mut control, true).await {
+            info!(peer = %session.peer, %err, "TLS handshake failed");
+            return;
+        }
+    }
+    if control
+        .send(
+            &greeting(session.site.as_deref()),
+            session.settings.idle_timeout,
+        )
+        .await
+        .is_err()
+    {
+        return;
+    }
     session::run(session, control, conn.closing).await;
 }
 

@@ -37,6 +37,9 @@ pub enum ReplyCode {
     EnteringPassive = 227,
     /// 229: entering extended passive mode (RFC 2428).
     EnteringExtendedPassive = 229,
+    /// 234: security data exchange complete: AUTH TLS accepted, the TLS
+    /// handshake follows (RFC 2228, RFC 4217 section 4).
+    SecurityExchangeOk = 234,
     /// 230: user logged in.
     LoggedIn = 230,
     /// 250: requested file action completed.
@@ -71,8 +74,17 @@ pub enum ReplyCode {
     ParameterNotImplemented = 504,
     /// 522: network protocol not supported (RFC 2428).
     UnsupportedNetworkProtocol = 522,
+    /// 521: data connection cannot be opened with this PROT setting (RFC
+    /// 4217 section 9: clear data where the site requires protection).
+    DataProtectionRequired = 521,
     /// 530: not logged in.
     NotLoggedIn = 530,
+    /// 534: request denied for policy reasons (RFC 2228: PROT C where TLS is
+    /// required, CCC).
+    PolicyDenied = 534,
+    /// 536: requested PROT level not supported by mechanism (RFC 2228:
+    /// PROT S, PROT E).
+    ProtLevelNotSupported = 536,
     /// 550: file unavailable (not found, no access, wrong kind).
     FileNotAvailable = 550,
     /// 552: exceeded storage allocation (during a transfer).

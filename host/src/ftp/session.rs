@@ -21,6 +21,7 @@ use super::reply::{ErrorContext, Reply, ReplyCode, storage_error};
 use super::{Closing, SessionSettings};
 use crate::backend::{Account, Permissions, Storage, StorageError};
 use crate::site::{Site, SiteDirectory, SiteTicket};
+use crate::tls::{self, DataTls, SiteTls, TlsPolicy};
 
 /// What a handler produces: `Ok` and `Err` are both sent to the client; `Err`
 /// lets handlers bail out with `?`.
@@ -114,6 +115,25 @@ pub struct Session {
     /// talks but never tries to log in counts against its address.
     pub commands_seen: u32,
     pub login_tried: bool,
+    /// `[server.tls]`, offered while no site is chosen.
+    server_tls: Option<Arc<SiteTls>>,
+    /// TLS state of this connection; changed only through its methods.
+    security: Security,
+}
+
+/// The connection's security (RFC 2228, RFC 4217). Once the control
+/// connection is secured it stays so: REIN and a new USER keep it.
+#[derive(Default)]
+struct Security {
+    /// Set once the control connection runs over TLS; its data connections
+    /// are checked against it.
+    tls: Option<Arc<DataTls>>,
+    /// PBSZ was given (RFC 4217 section 9: it comes before PROT).
+    buffer_size_set: bool,
+    /// PROT P: data connections use TLS too.
+    protect_data: bool,
+    /// Implicit FTPS: data connections are always protected.
+    implicit: bool,
 }
 
 /// A passive listener kept after its transfer. A client moving many files
@@ -136,6 +156,7 @@ impl Session {
         site: Option<Arc<Site>>,
         sites: Arc<dyn SiteDirectory>,
         ops: Arc<crate::ops::Ops>,
+        server_tls: Option<Arc<SiteTls>>,
     ) -> Self {
         Session {
             settings,
@@ -157,7 +178,119 @@ impl Session {
             ops,
             commands_seen: 0,
             login_tried: false,
+            server_tls,
+            security: Security::default(),
         }
+    }
+
+    /// The TLS this session offers: its site's, or the server's before a
+    /// site is chosen. `None`: no FTPS here.
+    pub fn tls_offered(&self) -> Option<Arc<SiteTls>> {
+        match &self.site {
+            Some(site) => site.tls.clone(),
+            None => self.server_tls.clone(),
+        }
+    }
+
+    /// What the current site's TLS settings demand.
+    pub fn tls_policy(&self) -> TlsPolicy {
+        self.tls_offered()
+            .map(|tls| tls.policy())
+            .unwrap_or_default()
+    }
+
+    /// Whether the control connection runs over TLS.
+    pub fn is_secure(&self) -> bool {
+        self.security.tls.is_some()
+    }
+
+    /// Whether data connections are protected (PROT P, or implicit FTPS).
+    pub fn protects_data(&self) -> bool {
+        self.security.protect_data
+    }
+
+    /// Secures the control connection: the TLS handshake on `control`, after
+    /// the `234` to AUTH TLS or, for implicit FTPS, before anything else.
+    /// Clear-text bytes the client sent ahead of its handshake are dropped.
+    /// When the client names a site (SNI) before choosing one, that selects
+    /// it as HOST would. An error means the connection is unusable.
+    pub async fn start_tls(
+        &mut self,
+        control: &mut Control,
+        implicit: bool,
+    ) -> std::io::Result<()> {
+        let fallback = self
+            .tls_offered()
+            .ok_or_else(|| std::io::Error::other("TLS is not configured here"))?;
+        let sites = self.sites.clone();
+        let limit = self.settings.idle_timeout;
+        let (secured, dropped) = control
+            .upgrade(|plain| async move {
+                tokio::time::timeout(limit, tls::accept_control(plain, &fallback, sites.as_ref()))
+                    .await
+                    .map_err(|_| {
+                        std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake timed out")
+                    })?
+            })
+            .await?;
+        if dropped > 0 {
+            info!(peer = %self.peer, dropped, "dropped clear-text bytes sent ahead of the TLS handshake");
+        }
+        if let Some(site) = secured.site
+            && matches!(self.state, State::NeedUser)
+            && !self.host_selected
+        {
+            self.select_site(site);
+        }
+        info!(peer = %self.peer, tls = %secured.summary, site = self.site.as_ref().map(|s| s.name.as_str()).unwrap_or(""), "control connection secured");
+        self.security.tls = Some(secured.data);
+        if implicit {
+            self.security.implicit = true;
+            self.security.buffer_size_set = true;
+            self.security.protect_data = true;
+        }
+        Ok(())
+    }
+
+    /// PBSZ (RFC 4217 section 9): only after AUTH TLS.
+    pub fn set_protection_buffer(&mut self) -> Result<(), Reply> {
+        if !self.is_secure() {
+            return Err(Reply::new(ReplyCode::BadSequence, "Use AUTH TLS first"));
+        }
+        self.security.buffer_size_set = true;
+        Ok(())
+    }
+
+    /// PROT P (`private`) or C (RFC 4217 section 9): after PBSZ; clear data
+    /// connections are refused where the site requires TLS and on implicit
+    /// FTPS.
+    pub fn set_data_protection(&mut self, private: bool) -> Result<(), Reply> {
+        if !self.is_secure() {
+            return Err(Reply::new(ReplyCode::BadSequence, "Use AUTH TLS first"));
+        }
+        if !self.security.buffer_size_set {
+            return Err(Reply::new(ReplyCode::BadSequence, "Use PBSZ 0 first"));
+        }
+        if !private && (self.security.implicit || self.tls_policy().required) {
+            return Err(Reply::new(
+                ReplyCode::PolicyDenied,
+                "Data connections must be protected here",
+            ));
+        }
+        self.security.protect_data = private;
+        Ok(())
+    }
+
+    /// Refuses a clear-text login where `site` requires TLS.
+    pub fn check_login_security(&self, site: &Site) -> Result<(), Reply> {
+        let required = site.tls.as_ref().is_some_and(|tls| tls.policy().required);
+        if required && !self.is_secure() {
+            return Err(Reply::new(
+                ReplyCode::NotLoggedIn,
+                "This site requires TLS: use AUTH TLS before logging in",
+            ));
+        }
+        Ok(())
     }
 
     /// REIN: back to the state right after connecting (RFC 959 section
@@ -290,13 +423,20 @@ impl Session {
             .is_some_and(|u| u.account.permissions.contains(needs))
     }
 
-    /// Refuses a transfer command early when no data connection was set up, so
-    /// STOR never truncates a file it then cannot fill.
+    /// Refuses a transfer command early when no data connection was set up,
+    /// or when it would be in clear text where the site requires TLS, so STOR
+    /// never truncates a file it then cannot fill.
     pub fn require_data_endpoint(&self) -> Result<(), Reply> {
         if self.data.is_none() {
             return Err(Reply::new(
                 ReplyCode::CantOpenDataConnection,
                 "Use PORT, EPRT, PASV or EPSV first",
+            ));
+        }
+        if !self.protects_data() && self.tls_policy().required {
+            return Err(Reply::new(
+                ReplyCode::DataProtectionRequired,
+                "Data connections must be protected here: use PBSZ 0 and PROT P",
             ));
         }
         Ok(())
@@ -319,6 +459,12 @@ impl Session {
             progress: progress.clone(),
             what: what.clone(),
             limit: super::events::rate_limit(self, &job),
+            tls: self
+                .security
+                .tls
+                .clone()
+                .filter(|_| self.security.protect_data),
+            require_session_reuse: self.tls_policy().require_session_reuse,
         };
         let record = super::events::TransferRecord::start(self, &job, &what, &progress);
         let run = dtp::run(endpoint, job, ctx);
@@ -467,6 +613,12 @@ pub async fn run(mut session: Session, mut control: Control, mut closing: Closin
             .is_err()
             || reply.closes()
         {
+            break;
+        }
+        if reply.starts_tls()
+            && let Err(err) = session.start_tls(&mut control, false).await
+        {
+            info!(peer = %session.peer, %err, "TLS handshake failed");
             break;
         }
         idle_since = tokio::time::Instant::now();

@@ -9,7 +9,9 @@ use super::reply::Reply;
 use super::session::{self, Session, split_command};
 use crate::backend::Permissions;
 use crate::backend::memory::{MemoryAuth, MemoryFs};
+use crate::config::{TlsConfig, TlsOrigin, TlsVersion};
 use crate::site::{Site, SiteDirectory};
+use crate::tls::SiteTls;
 
 /// Finds the one test site by `ftp.example.test` or `@example`.
 pub struct Directory(pub Arc<Site>);
@@ -25,8 +27,41 @@ impl SiteDirectory for Directory {
     }
 }
 
+/// TLS settings with a fresh self-signed certificate for `localhost`.
+pub fn test_tls(required: bool) -> Arc<SiteTls> {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let (cert, key) = crate::tls::self_signed(&["localhost".to_string()]).expect("certificate");
+    let cert_path = dir.path().join("cert.pem");
+    let key_path = dir.path().join("key.pem");
+    std::fs::write(&cert_path, cert).expect("write certificate");
+    std::fs::write(&key_path, key).expect("write key");
+    let settings = TlsConfig {
+        certificate: cert_path,
+        key: key_path,
+        required,
+        require_session_reuse: true,
+        min_version: TlsVersion::V1_2,
+        origin: TlsOrigin {
+            file: dir.path().join("test.toml"),
+            certificate_key: "server.tls.certificate".into(),
+            certificate_line: 1,
+            key_key: "server.tls.key".into(),
+            key_line: 2,
+        },
+    };
+    let loaded = crate::tls::load_certificate(&settings).expect("valid certificate");
+    Arc::new(SiteTls::new(&settings, loaded).expect("TLS settings"))
+}
+
 /// A site `example` with user `alice` / `secret`, home `/home/alice`.
 pub fn site(permissions: Permissions) -> (Arc<Site>, MemoryFs, Arc<MemoryAuth>) {
+    site_with_tls(permissions, None)
+}
+
+pub fn site_with_tls(
+    permissions: Permissions,
+    tls: Option<Arc<SiteTls>>,
+) -> (Arc<Site>, MemoryFs, Arc<MemoryAuth>) {
     let fs = MemoryFs::new();
     fs.mkdir_all("/home/alice");
     fs.mkdir_all("/home/bob");
@@ -42,6 +77,7 @@ pub fn site(permissions: Permissions) -> (Arc<Site>, MemoryFs, Arc<MemoryAuth>) 
         max_connections: None,
         sessions: Default::default(),
         ops: crate::site::SiteOps::detached("example"),
+        tls,
     });
     (site, fs, auth)
 }
@@ -67,7 +103,16 @@ impl Harness {
         permissions: Permissions,
         tweak: impl FnOnce(&mut SessionSettings),
     ) -> Self {
-        let (site, fs, auth) = site(permissions);
+        Self::build_with_tls(preselect, permissions, tweak, None)
+    }
+
+    fn build_with_tls(
+        preselect: bool,
+        permissions: Permissions,
+        tweak: impl FnOnce(&mut SessionSettings),
+        tls: Option<Arc<SiteTls>>,
+    ) -> Self {
+        let (site, fs, auth) = site_with_tls(permissions, tls);
         let mut settings = test_settings();
         tweak(&mut settings);
         let peer: SocketAddr = "127.0.0.1:40000".parse().expect("valid address");
@@ -80,6 +125,7 @@ impl Harness {
             preselect.then_some(site),
             directory,
             crate::ops::Ops::detached(),
+            None,
         );
         Harness {
             session,
@@ -92,6 +138,12 @@ impl Harness {
     /// Connected to the `example` site, not logged in.
     pub fn new() -> Self {
         Self::build(true, Permissions::all(), |_| {})
+    }
+
+    /// Connected to a site that offers TLS (and requires it if `required`),
+    /// not logged in, control connection still in clear text.
+    pub fn with_tls(required: bool) -> Self {
+        Self::build_with_tls(true, Permissions::all(), |_| {}, Some(test_tls(required)))
     }
 
     /// Connected without a preselected site.

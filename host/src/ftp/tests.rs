@@ -57,6 +57,8 @@ impl Server {
                     settings: settings.clone(),
                     closing: Closing::never(),
                     ops: crate::ops::Ops::detached(),
+                    server_tls: None,
+                    implicit_tls: false,
                 }));
             }
         });

@@ -51,6 +51,15 @@ enum ListenerKind {
     Dedicated(String),
 }
 
+/// One listener the config asks for.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct ListenerKey {
+    addr: SocketAddr,
+    kind: ListenerKind,
+    /// TLS from the first byte (implicit FTPS).
+    implicit_tls: bool,
+}
+
 /// The running server's state that outlives one config version.
 struct Server {
     runtime: PluginRuntime,
@@ -59,7 +68,7 @@ struct Server {
     registry: Arc<ArcSwap<Registry>>,
     config: Config,
     limits: Arc<ConnectionLimits>,
-    listeners: HashMap<(SocketAddr, ListenerKind), JoinHandle<()>>,
+    listeners: HashMap<ListenerKey, JoinHandle<()>>,
     /// Fired at the end of the shutdown grace period.
     closing: tokio::sync::watch::Sender<bool>,
     /// What sessions watch for `closing` (handed to each connection).
@@ -301,16 +310,27 @@ impl Server {
         } else {
             self.listen_override.clone()
         };
-        let mut wanted: Vec<(SocketAddr, ListenerKind)> = general
+        let key = |addr, kind, implicit_tls| ListenerKey {
+            addr,
+            kind,
+            implicit_tls,
+        };
+        let mut wanted: Vec<ListenerKey> = general
             .into_iter()
-            .map(|a| (a, ListenerKind::General))
+            .map(|a| key(a, ListenerKind::General, false))
             .collect();
+        wanted.extend(
+            self.config
+                .implicit_tls_listen
+                .iter()
+                .map(|a| key(*a, ListenerKind::General, true)),
+        );
         wanted.extend(
             self.registry
                 .load()
                 .dedicated_listeners()
                 .into_iter()
-                .map(|(a, s)| (a, ListenerKind::Dedicated(s))),
+                .map(|(a, s, tls)| key(a, ListenerKind::Dedicated(s), tls)),
         );
 
         let stale: Vec<_> = self
@@ -324,7 +344,7 @@ impl Server {
                 task.abort();
                 // Wait until the socket is really closed so the address can be reused.
                 let _ = task.await;
-                info!("stopped listening on {} ({:?})", key.0, key.1);
+                info!("stopped listening on {} ({:?})", key.addr, key.kind);
             }
         }
 
@@ -333,18 +353,23 @@ impl Server {
             if self.listeners.contains_key(&key) {
                 continue;
             }
-            match TcpListener::bind(key.0).await {
+            match TcpListener::bind(key.addr).await {
                 Ok(listener) => {
                     let local = listener.local_addr()?;
-                    match &key.1 {
-                        ListenerKind::General => info!("listening on {local}"),
+                    let tls = if key.implicit_tls {
+                        ", implicit TLS"
+                    } else {
+                        ""
+                    };
+                    match &key.kind {
+                        ListenerKind::General => info!("listening on {local}{tls}"),
                         ListenerKind::Dedicated(site) => {
-                            info!("listening on {local} (site {site})")
+                            info!("listening on {local} (site {site}{tls})")
                         }
                     }
                     let task = tokio::spawn(accept_loop(
                         listener,
-                        key.1.clone(),
+                        key.clone(),
                         self.registry.clone(),
                         self.limits.clone(),
                         self.closing_signal.clone(),
@@ -352,7 +377,7 @@ impl Server {
                     ));
                     self.listeners.insert(key, task);
                 }
-                Err(e) => failures.push(format!("cannot listen on {}: {e}", key.0)),
+                Err(e) => failures.push(format!("cannot listen on {}: {e}", key.addr)),
             }
         }
         if failures.is_empty() {
@@ -365,7 +390,7 @@ impl Server {
 
 async fn accept_loop(
     listener: TcpListener,
-    kind: ListenerKind,
+    key: ListenerKey,
     registry: Arc<ArcSwap<Registry>>,
     limits: Arc<ConnectionLimits>,
     closing: Closing,
@@ -383,7 +408,7 @@ async fn accept_loop(
         };
         // Each connection takes the registry version current at its start.
         let registry = registry.load_full();
-        let (site, proxy) = match &kind {
+        let (site, proxy) = match &key.kind {
             ListenerKind::General => (registry.default_site(), registry.proxy.clone()),
             ListenerKind::Dedicated(name) => (registry.site(name), registry.site_proxy(name)),
         };
@@ -392,6 +417,8 @@ async fn accept_loop(
         };
         let admission = Admission {
             local,
+            implicit_tls: key.implicit_tls,
+            server_tls: registry.tls.clone(),
             site,
             registry,
             limits: limits.clone(),
@@ -434,6 +461,10 @@ async fn accept_loop(
 struct Admission {
     closing: Closing,
     local: SocketAddr,
+    /// TLS from the first byte (implicit FTPS listener).
+    implicit_tls: bool,
+    /// `[server.tls]`, for sessions without a site yet.
+    server_tls: Option<Arc<crate::tls::SiteTls>>,
     site: Option<Arc<crate::site::Site>>,
     registry: Arc<Registry>,
     limits: Arc<ConnectionLimits>,
@@ -487,6 +518,8 @@ impl Admission {
                 sites: self.registry,
                 ops: self.ops,
                 closing: self.closing,
+                server_tls: self.server_tls,
+                implicit_tls: self.implicit_tls,
             },
             _slot: slot,
             _open: open,

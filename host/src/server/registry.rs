@@ -17,6 +17,7 @@ use crate::ops::nat::PassiveAddresses;
 use crate::ops::proxy::ProxySettings;
 use crate::plugin::{PluginRuntime, PluginSource, PluginSpec};
 use crate::site::{SessionCount, Site, SiteDirectory, SiteOps};
+use crate::tls::{self, LoadedCertificate, SiteTls};
 
 /// One built site and what it was built from, so a reload can tell whether it changed.
 struct Entry {
@@ -34,6 +35,8 @@ pub struct Registry {
     pub settings: Arc<SessionSettings>,
     /// PROXY protocol on the general listeners.
     pub proxy: ProxySettings,
+    /// `[server.tls]`: for connections that have no site yet.
+    pub tls: Option<Arc<SiteTls>>,
 }
 
 /// What a reload did, for the log.
@@ -75,12 +78,19 @@ impl Registry {
         self.entries.is_empty()
     }
 
-    /// Dedicated listener addresses and their sites.
-    pub fn dedicated_listeners(&self) -> Vec<(SocketAddr, String)> {
-        let mut out: Vec<(SocketAddr, String)> = self
+    /// Dedicated listener addresses, their sites, and whether TLS starts with
+    /// the first byte there (implicit FTPS).
+    pub fn dedicated_listeners(&self) -> Vec<(SocketAddr, String, bool)> {
+        let mut out: Vec<(SocketAddr, String, bool)> = self
             .entries
             .values()
-            .flat_map(|e| e.config.listen.iter().map(|a| (*a, e.config.name.clone())))
+            .flat_map(|e| {
+                let plain = e.config.listen.iter().map(|a| (*a, false));
+                let implicit = e.config.implicit_tls_listen.iter().map(|a| (*a, true));
+                plain
+                    .chain(implicit)
+                    .map(|(a, tls)| (a, e.config.name.clone(), tls))
+            })
             .collect();
         out.sort();
         out
@@ -122,14 +132,42 @@ pub async fn build(
 ) -> anyhow::Result<(Registry, Changes)> {
     let mut entries = HashMap::new();
     let mut changes = Changes::default();
+    // Certificates are read again on every reload; sites (and the server)
+    // whose TLS settings did not change get them only once everything else
+    // was built, so a failed reload swaps nothing.
+    let mut renewed: Vec<(String, Arc<SiteTls>, LoadedCertificate)> = Vec::new();
+    let server_tls = match &config.tls {
+        Some(settings) => {
+            let certificate = tls::load_certificate(settings)?;
+            match previous.and_then(|p| p.tls.as_ref()) {
+                Some(old) if old.built_from(settings) => {
+                    renewed.push(("[server.tls]".into(), old.clone(), certificate));
+                    Some(old.clone())
+                }
+                _ => Some(Arc::new(SiteTls::new(settings, certificate)?)),
+            }
+        }
+        None => None,
+    };
     for site_config in &config.sites {
         let plugin_digest = digest_plugins(site_config)?;
+        let certificate = match &site_config.tls {
+            Some(settings) => Some(tls::load_certificate(settings)?),
+            None => None,
+        };
         let old = previous.and_then(|p| p.entries.get(&site_config.name));
         let site = match old {
             Some(old)
                 if old.config.configures_same(site_config)
                     && old.plugin_digest == plugin_digest =>
             {
+                if let (Some(tls), Some(certificate)) = (&old.site.tls, certificate) {
+                    renewed.push((
+                        format!("site {}", site_config.name),
+                        tls.clone(),
+                        certificate,
+                    ));
+                }
                 old.site.clone()
             }
             Some(old) => {
@@ -137,11 +175,20 @@ pub async fn build(
                 // The new version goes on counting the old one's sessions, so
                 // an edit never lets a site exceed its max_connections.
                 let sessions = old.site.sessions.clone();
-                Arc::new(build_site(runtime, site_config, sessions, metrics).await?)
+                Arc::new(build_site(runtime, site_config, sessions, metrics, certificate).await?)
             }
             None => {
                 changes.added.push(site_config.name.clone());
-                Arc::new(build_site(runtime, site_config, Default::default(), metrics).await?)
+                Arc::new(
+                    build_site(
+                        runtime,
+                        site_config,
+                        Default::default(),
+                        metrics,
+                        certificate,
+                    )
+                    .await?,
+                )
             }
         };
         entries.insert(
@@ -168,6 +215,14 @@ pub async fn build(
         .default_site
         .as_ref()
         .and_then(|n| entries.get(n).map(|e| e.site.clone()));
+    for (whose, tls, certificate) in renewed {
+        if tls.replace_certificate(certificate) {
+            tracing::info!(
+                "{whose}: new certificate from {} served from now on",
+                tls.certificate_file().display()
+            );
+        }
+    }
     let mut settings = config.session.clone();
     settings.passive = PassiveAddresses::start(&config.passive).await;
     let registry = Registry {
@@ -175,6 +230,7 @@ pub async fn build(
         default_site,
         settings: Arc::new(settings),
         proxy: config.proxy.clone(),
+        tls: server_tls,
     };
     Ok((registry, changes))
 }
@@ -203,7 +259,12 @@ async fn build_site(
     site: &SiteConfig,
     sessions: Arc<SessionCount>,
     metrics: &Metrics,
+    certificate: Option<LoadedCertificate>,
 ) -> anyhow::Result<Site> {
+    let tls = match (&site.tls, certificate) {
+        (Some(settings), Some(certificate)) => Some(Arc::new(SiteTls::new(settings, certificate)?)),
+        _ => None,
+    };
     let auth = load(
         runtime,
         site,
@@ -240,6 +301,7 @@ async fn build_site(
                 Some(PassiveAddresses::start(&site.passive).await)
             },
         },
+        tls,
     })
 }
 

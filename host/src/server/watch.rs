@@ -1,5 +1,6 @@
-//! What makes the server reload or stop: SIGHUP and changes to the config files
-//! or plugin files (watched with `notify`, debounced), and Ctrl-C / SIGTERM.
+//! What makes the server reload or stop: SIGHUP and changes to the config files,
+//! plugin files or TLS certificate files (watched with `notify`, debounced), and
+//! Ctrl-C / SIGTERM.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -26,13 +27,13 @@ pub struct Triggers {
 }
 
 /// Watches the config (a file, or a directory of site files) and every plugin
-/// file it names. Watching the parent directories, not the files, survives
+/// and certificate file it names. Watching the parent directories, not the files, survives
 /// editors that save by renaming a new file over the old one.
 pub fn reload_triggers(config_path: &Path, config: &Config) -> anyhow::Result<Triggers> {
     let (tx, events) = mpsc::unbounded_channel();
     let config_path = config_path.to_path_buf();
     let is_dir = config_path.is_dir();
-    let plugin_files: HashSet<PathBuf> = config
+    let mut plugin_files: HashSet<PathBuf> = config
         .sites
         .iter()
         .flat_map(|s| [&s.auth.source, &s.storage.source])
@@ -41,6 +42,12 @@ pub fn reload_triggers(config_path: &Path, config: &Config) -> anyhow::Result<Tr
             PluginSource::Builtin(_) => None,
         })
         .collect();
+    // A renewed certificate is served after the reload its files trigger.
+    let tls = config.sites.iter().filter_map(|s| s.tls.as_ref());
+    for settings in tls.chain(config.tls.as_ref()) {
+        plugin_files.insert(absolute(&settings.certificate));
+        plugin_files.insert(absolute(&settings.key));
+    }
     let config_file = absolute(&config_path);
 
     let relevant = {

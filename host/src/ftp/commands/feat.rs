@@ -7,8 +7,10 @@ use crate::ftp::session::{HandlerResult, Session};
 use super::COMMANDS;
 
 pub async fn run(session: &mut Session, _arg: &str) -> HandlerResult {
+    let tls = session.tls_offered().is_some();
     let mut features: Vec<String> = COMMANDS
         .iter()
+        .filter(|c| tls || !c.feat_needs_tls)
         .filter_map(|c| c.feat)
         .map(|feat| {
             if feat == "MLST" {

@@ -12,6 +12,8 @@ mod abor;
 mod acct;
 mod allo;
 mod appe;
+mod auth;
+mod ccc;
 mod cdup;
 mod cwd;
 mod dele;
@@ -32,7 +34,9 @@ mod noop;
 mod opts;
 mod pass;
 mod pasv;
+mod pbsz;
 mod port;
+mod prot;
 mod pwd;
 mod quit;
 mod rein;
@@ -76,6 +80,8 @@ pub struct Command {
     pub during_transfer: bool,
     /// The FEAT line this command contributes (RFC 2389).
     pub feat: Option<&'static str>,
+    /// The FEAT line is shown only where TLS is offered.
+    pub feat_needs_tls: bool,
     /// Argument syntax shown by `HELP verb`.
     pub help: &'static str,
     pub handler: Handler,
@@ -89,6 +95,7 @@ impl Command {
             needs_arg: false,
             during_transfer: false,
             feat: None,
+            feat_needs_tls: false,
             help,
             handler,
         }
@@ -106,6 +113,13 @@ impl Command {
 
     const fn feat(mut self, feat: &'static str) -> Self {
         self.feat = Some(feat);
+        self
+    }
+
+    /// A FEAT line shown only where TLS is offered (RFC 4217 section 6).
+    const fn tls_feat(mut self, feat: &'static str) -> Self {
+        self.feat = Some(feat);
+        self.feat_needs_tls = true;
         self
     }
 }
@@ -132,6 +146,17 @@ pub static COMMANDS: &[Command] = &[
     Command::new("HOST", Any, "HOST <host name>", handler!(host))
         .arg()
         .feat("HOST"),
+    // Security (RFC 2228, RFC 4217).
+    Command::new("AUTH", Any, "AUTH TLS", handler!(auth))
+        .arg()
+        .tls_feat("AUTH TLS"),
+    Command::new("PBSZ", Any, "PBSZ 0", handler!(pbsz))
+        .arg()
+        .tls_feat("PBSZ"),
+    Command::new("PROT", Any, "PROT P|C", handler!(prot))
+        .arg()
+        .tls_feat("PROT"),
+    Command::new("CCC", Any, "CCC", handler!(ccc)),
     // Informational (RFC 959 section 4.1.3, RFC 2389).
     Command::new("NOOP", Any, "NOOP", handler!(noop)).concurrent(),
     Command::new("SYST", Any, "SYST", handler!(syst)),
@@ -202,9 +227,6 @@ pub static COMMANDS: &[Command] = &[
     Command::new("MLSD", LoggedIn, "MLSD [<path>]", handler!(mlsd)),
     Command::new("MLST", LoggedIn, "MLST [<path>]", handler!(mlst)).feat("MLST"),
     // Known but not implemented (yet): `502`, so clients fall back cleanly.
-    Command::new("AUTH", Any, "AUTH <mechanism>", handler!(unimplemented)),
-    Command::new("PBSZ", Any, "PBSZ <size>", handler!(unimplemented)),
-    Command::new("PROT", Any, "PROT <level>", handler!(unimplemented)),
     Command::new("SMNT", LoggedIn, "SMNT <path>", handler!(unimplemented)),
     Command::new("SITE", LoggedIn, "SITE <command>", handler!(unimplemented)),
 ];
@@ -242,8 +264,8 @@ mod tests {
         assert_eq!(
             before,
             [
-                "AUTH", "FEAT", "HELP", "HOST", "NOOP", "OPTS", "PASS", "PBSZ", "PROT", "QUIT",
-                "SYST", "USER"
+                "AUTH", "CCC", "FEAT", "HELP", "HOST", "NOOP", "OPTS", "PASS", "PBSZ", "PROT",
+                "QUIT", "SYST", "USER"
             ]
         );
     }

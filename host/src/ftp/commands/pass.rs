@@ -39,6 +39,8 @@ pub async fn run(session: &mut Session, arg: &str) -> HandlerResult {
             "Account temporarily locked after too many failed logins",
         ));
     }
+    // USER checked this too; the site cannot have changed since.
+    session.check_login_security(&site)?;
     let Some(mut ticket) = site.enter() else {
         info!(peer = %session.peer, site = %site.name, "refused: site at its session limit");
         return Err(Reply::new(
@@ -51,7 +53,7 @@ pub async fn run(session: &mut Session, arg: &str) -> HandlerResult {
         user: user.clone(),
         password: arg.to_string(),
         client_ip: client,
-        tls: false,
+        tls: session.is_secure(),
         site: site.name.clone(),
     };
     match site.auth.login(&credentials).await {

@@ -1,5 +1,5 @@
-//! Verbs we recognise but do not implement yet (AUTH/PBSZ/PROT: RFC 4217,
-//! SMNT, SITE): `502`, so clients fall back instead of retrying.
+//! Verbs we recognise but do not implement (SMNT, SITE): `502`, so clients
+//! fall back instead of retrying.
 
 use crate::ftp::reply::{Reply, ReplyCode};
 use crate::ftp::session::{HandlerResult, Session};
@@ -17,7 +17,6 @@ mod tests {
 
     #[tokio::test]
     async fn not_implemented() {
-        assert_eq!(Harness::new().cmd("AUTH TLS").await.code.number(), 502);
         assert_eq!(
             Harness::new().cmd("SITE CHMOD 600 f").await.code.number(),
             530

@@ -15,6 +15,7 @@ pub async fn run(session: &mut Session, arg: &str) -> HandlerResult {
         ));
     }
     let (user, site) = choose_site(session, arg)?;
+    session.check_login_security(&site)?;
     let reply = Reply::new(
         ReplyCode::NeedPassword,
         format!("Password required for {user}"),
