@@ -92,7 +92,7 @@ class Server:
                 self.proc.wait()
 
 
-def start_server(config_path: Path, extra_args=(), expect_listeners=1) -> Server:
+def start_server(config_path: Path, extra_args=(), expect_listeners=1, preexec_fn=None) -> Server:
     if not BINARY.exists():
         pytest.fail(f"{BINARY} is missing: run `cargo build` first")
     env = dict(os.environ)
@@ -105,6 +105,7 @@ def start_server(config_path: Path, extra_args=(), expect_listeners=1) -> Server
         stderr=subprocess.STDOUT,
         text=True,
         env=env,
+        preexec_fn=preexec_fn,
     )
     lines = []
     addrs = []

@@ -283,6 +283,7 @@ fn build(
     let defaults = SessionSettings::default();
     let session = SessionSettings {
         idle_timeout: server.idle_timeout.map_or(defaults.idle_timeout, |d| d.0),
+        login_timeout: server.login_timeout.map_or(defaults.login_timeout, |d| d.0),
         data_timeout: server.data_timeout.map_or(defaults.data_timeout, |d| d.0),
         passive_keep: server.passive_keep.map_or(defaults.passive_keep, |d| d.0),
         passive_ports: server
@@ -298,6 +299,9 @@ fn build(
             .max_login_failures
             .unwrap_or(defaults.max_login_failures),
     };
+    if session.login_timeout.is_zero() {
+        return Err(at.error_at(None, "server.login_timeout", "must be more than zero"));
+    }
     if session.max_line_length < 512 {
         return Err(at.error_at(
             None,
@@ -902,6 +906,7 @@ struct RawServer {
     #[serde(default)]
     trusted_proxies: Vec<Spanned<String>>,
     idle_timeout: Option<HumanDuration>,
+    login_timeout: Option<HumanDuration>,
     data_timeout: Option<HumanDuration>,
     passive_keep: Option<HumanDuration>,
     login_failure_delay: Option<HumanDuration>,
@@ -1088,6 +1093,27 @@ memory_limit = "32MiB"
         let edited = parse_str(&MINIMAL.replace("[site.main]", "[site.main]\nbanner = \"hi\""))
             .expect("valid");
         assert!(!a.configures_same(&edited.sites[0]));
+    }
+
+    #[test]
+    fn login_timeout_defaults_to_a_minute_and_is_checked() {
+        assert_eq!(
+            parse_str(MINIMAL).expect("valid").session.login_timeout,
+            Duration::from_secs(60)
+        );
+        let text = MINIMAL.replace("[server]", "[server]\nlogin_timeout = \"15s\"");
+        assert_eq!(
+            parse_str(&text).expect("valid").session.login_timeout,
+            Duration::from_secs(15)
+        );
+        let text = MINIMAL.replace("[server]", "[server]\nlogin_timeout = \"0s\"");
+        assert_eq!(
+            parse_str(&text).expect_err("zero").key,
+            "server.login_timeout"
+        );
+        let text = MINIMAL.replace("[server]", "[server]\nlogin_timeout = \"never\"");
+        let err = parse_str(&text).expect_err("not a duration");
+        assert_eq!((err.key.as_str(), err.line), ("server.login_timeout", 3));
     }
 
     #[test]

@@ -17,6 +17,7 @@
 //! - [`log_writer`]: where log lines go (buffered, written by a background thread).
 //! - [`ops`]: metrics and the admin listener, the transfer log, the defender (bans),
 //!   PROXY protocol, bandwidth limits, passive addresses behind NAT.
+//! - [`fuzzing`]: entry points for the fuzz targets in `fuzz/` and their checks.
 //! - [`kit`]: the plugin author's tools (`wasmftpd plugin test|inspect|bench`): the
 //!   conformance batteries every plugin must pass, through [`plugin`]'s public API.
 
@@ -24,6 +25,7 @@ pub mod backend;
 pub mod cli;
 pub mod config;
 pub mod ftp;
+pub mod fuzzing;
 pub mod kit;
 pub mod log_writer;
 pub mod ops;

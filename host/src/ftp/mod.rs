@@ -51,6 +51,10 @@ use session::Session;
 pub struct SessionSettings {
     /// No command for this long closes the session with `421`.
     pub idle_timeout: Duration,
+    /// A connection not logged in this long after connecting (or after REIN)
+    /// is closed with `421`, however busy it keeps the control connection:
+    /// idle or slow connections that never log in must not hold places.
+    pub login_timeout: Duration,
     /// Limit for a data connection to open, and for a stalled transfer.
     pub data_timeout: Duration,
     /// How long an idle session keeps its passive listener for the next
@@ -75,6 +79,7 @@ impl Default for SessionSettings {
     fn default() -> Self {
         SessionSettings {
             idle_timeout: Duration::from_secs(600),
+            login_timeout: Duration::from_secs(60),
             data_timeout: Duration::from_secs(10),
             passive_keep: Duration::from_secs(2),
             passive_ports: 49152..=65534,

@@ -134,6 +134,9 @@ struct Security {
     protect_data: bool,
     /// Implicit FTPS: data connections are always protected.
     implicit: bool,
+    /// When the connection opened (or REIN logged it out): not logged in by
+    /// this plus `login_timeout`, it is closed.
+    pub login_clock: tokio::time::Instant,
 }
 
 /// A passive listener kept after its transfer. A client moving many files
@@ -180,6 +183,7 @@ impl Session {
             login_tried: false,
             server_tls,
             security: Security::default(),
+            login_clock: tokio::time::Instant::now(),
         }
     }
 
@@ -307,6 +311,7 @@ impl Session {
         self.rest = 0;
         self.mlst_facts = MlstFacts::default();
         self.kept_listener = None;
+        self.login_clock = tokio::time::Instant::now();
     }
 
     /// HOST (RFC 7151) chose `site`: a later `USER name@x` is a plain name.
@@ -375,6 +380,13 @@ impl Session {
     /// The site's name for metrics and logs (empty before one is chosen).
     pub fn site_name(&self) -> &str {
         self.site.as_ref().map_or("", |s| s.name.as_str())
+    }
+
+    /// When a session that is not logged in gets closed.
+    fn login_deadline(&self) -> Option<tokio::time::Instant> {
+        self.logged_in()
+            .is_none()
+            .then(|| self.login_clock + self.settings.login_timeout)
     }
 
     pub fn logged_in(&self) -> Option<&LoggedIn> {
@@ -534,6 +546,8 @@ enum Event {
     Line(std::io::Result<Line>),
     TransferDone(Reply),
     Idle,
+    /// Not logged in within `login_timeout`.
+    LoginTimeout,
     /// The kept passive listener's time is up.
     ListenerExpired,
     /// The server's shutdown grace period is over.
@@ -553,15 +567,25 @@ pub async fn run(mut session: Session, mut control: Control, mut closing: Closin
             },
             None => {
                 let idle_at = idle_since + session.settings.idle_timeout;
-                let (wake_at, listener_expires) =
-                    match session.kept_listener.as_ref().map(|kept| kept.until) {
-                        Some(until) if until < idle_at => (until, true),
-                        _ => (idle_at, false),
-                    };
+                // Whichever comes first: the kept listener's end (only
+                // releases it), the login deadline, the idle timeout.
+                let login_at = session.login_deadline();
+                let listener_at = session.kept_listener.as_ref().map(|kept| kept.until);
+                let wake_at = [Some(idle_at), login_at, listener_at]
+                    .into_iter()
+                    .flatten()
+                    .min()
+                    .unwrap_or(idle_at);
                 tokio::select! {
                     line = control.next_line() => Event::Line(line),
                     _ = tokio::time::sleep_until(wake_at) => {
-                        if listener_expires { Event::ListenerExpired } else { Event::Idle }
+                        if listener_at == Some(wake_at) {
+                            Event::ListenerExpired
+                        } else if login_at == Some(wake_at) {
+                            Event::LoginTimeout
+                        } else {
+                            Event::Idle
+                        }
                     }
                     _ = closing.fired() => Event::ServerClosing,
                 }
@@ -582,6 +606,14 @@ pub async fn run(mut session: Session, mut control: Control, mut closing: Closin
             Event::ServerClosing => {
                 info!(peer = %session.peer, "closed at server shutdown");
                 Reply::new(ReplyCode::ServiceNotAvailable, "Server shutting down").and_close()
+            }
+            Event::LoginTimeout => {
+                info!(peer = %session.peer, "login timeout");
+                Reply::new(
+                    ReplyCode::ServiceNotAvailable,
+                    "Login timeout, closing control connection",
+                )
+                .and_close()
             }
             Event::Idle => {
                 info!(peer = %session.peer, "idle timeout");

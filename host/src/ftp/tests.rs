@@ -861,3 +861,34 @@ async fn storage_errors_map_to_replies() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn login_timeout_closes_connections_that_never_log_in() {
+    within(async {
+        let server = Server::start_with(|s| s.login_timeout = Duration::from_millis(300)).await;
+        // Idle, and busy with commands that are not a login: both are cut.
+        let mut idle = server.client().await;
+        let mut busy = server.client().await;
+        let mut user = server.logged_in().await;
+        let started = std::time::Instant::now();
+        loop {
+            let (code, text) = busy.cmd("NOOP").await;
+            if code == 421 {
+                assert!(text.contains("Login timeout"), "{text}");
+                break;
+            }
+            assert_eq!(code, 200);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(started.elapsed() < Duration::from_secs(2));
+        assert!(busy.closed().await);
+        assert_eq!(idle.reply().await.0, 421);
+        assert!(idle.closed().await);
+        // The logged-in session is past the login deadline and still served.
+        user.expect("PWD", 257).await;
+        // REIN starts the clock again.
+        user.expect("REIN", 220).await;
+        assert_eq!(user.reply().await.0, 421);
+    })
+    .await;
+}

@@ -6,8 +6,10 @@
 //!
 //! - [`registry`]: the sites of one config version, and how a reload builds the next.
 //! - [`limits`]: connection counting.
+//! - [`descriptors`]: the open file limit, and pacing `accept` when it is hit.
 //! - [`watch`]: what triggers a reload.
 
+pub mod descriptors;
 pub mod limits;
 pub mod registry;
 pub mod watch;
@@ -77,6 +79,8 @@ struct Server {
     readiness: Arc<Readiness>,
     /// The admin HTTP listener and the address it serves.
     admin: Option<(SocketAddr, JoinHandle<()>)>,
+    /// The open file limit in force (after raising it at start).
+    file_limit: Option<u64>,
 }
 
 /// Longest wait for a PROXY header after accept.
@@ -104,12 +108,22 @@ fn start_ops(config: &Config) -> anyhow::Result<Arc<Ops>> {
     }))
 }
 
+fn warn_if_too_few_files(max_connections: usize, file_limit: Option<u64>) {
+    if let Some(warning) =
+        file_limit.and_then(|limit| descriptors::capacity_warning(max_connections, limit))
+    {
+        warn!("{warning}");
+    }
+}
+
 /// After the grace period, how long sessions get to send their `421` and close.
 const SESSION_CLOSE_WAIT: Duration = Duration::from_secs(10);
 
 /// Runs the server until Ctrl-C or SIGTERM.
 pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
     let config = crate::config::load(&options.config_path)?;
+    let file_limit = descriptors::raise_limit();
+    warn_if_too_few_files(config.max_connections, file_limit);
     let runtime = PluginRuntime::new(RuntimeOptions {
         cache_dir: config.cache_dir.clone(),
     })?;
@@ -135,6 +149,7 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         ops,
         readiness: Arc::new(Readiness::default()),
         admin: None,
+        file_limit,
     };
     // Install the SIGHUP handler before anyone can see a listener: a SIGHUP
     // that arrives earlier would otherwise kill the process (its default action).
@@ -242,6 +257,9 @@ impl Server {
         self.ops.metrics.reload(ReloadResult::ok);
         if config.cache_dir != self.config.cache_dir {
             warn!("server.cache_dir changed: it takes effect at the next start");
+        }
+        if config.max_connections != self.config.max_connections {
+            warn_if_too_few_files(config.max_connections, self.file_limit);
         }
         self.limits
             .set_maxima(config.max_connections, config.max_connections_per_ip);
@@ -396,13 +414,22 @@ async fn accept_loop(
     closing: Closing,
     ops: Arc<Ops>,
 ) {
+    let mut backoff = descriptors::AcceptBackoff::default();
     loop {
         let (mut stream, peer) = match listener.accept().await {
-            Ok(pair) => pair,
+            Ok(pair) => {
+                backoff.succeeded();
+                pair
+            }
             Err(e) => {
-                // Out of file descriptors and the like: wait a moment, keep serving.
-                warn!("accept failed: {e}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                // Out of file descriptors and the like: pause (the pending
+                // connection waits in the backlog), keep serving, and say so
+                // once per interval rather than once per try.
+                let after = backoff.failed(&e, Instant::now());
+                if let Some(line) = after.log {
+                    warn!("{line}");
+                }
+                tokio::time::sleep(after.pause).await;
                 continue;
             }
         };

@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 
@@ -14,7 +15,7 @@ use crate::ftp::reply::{Reply, ReplyCode};
 use crate::ftp::session::{HandlerResult, KeptListener, OrReply, Session, Target, TransferType};
 
 /// Largest file whose TYPE A size SIZE computes by reading it.
-pub const ASCII_SIZE_LIMIT: u64 = 64 * 1024 * 1024;
+pub const ASCII_SIZE_LIMIT: u64 = 16 * 1024 * 1024;
 
 /// The metadata of a regular file, or `550` for a directory: SIZE and MDTM
 /// answer for files only (clients use them to tell files from directories).
@@ -269,24 +270,46 @@ pub fn long_listing(entries: &[DirEntry]) -> String {
     out
 }
 
-/// Reads a file through the LF → CRLF conversion to count what RETR would send.
-pub async fn ascii_size(target: &Target, size: u64) -> Result<u64, Reply> {
-    if size > ASCII_SIZE_LIMIT {
-        return Err(Reply::new(
+/// Reads a file through the LF → CRLF conversion to count what RETR would
+/// send. The control connection waits meanwhile, so the work is bounded three
+/// ways: files over [`ASCII_SIZE_LIMIT`] are refused without reading (as
+/// ProFTPD does), reading stops once the plugin has given more bytes than the
+/// file's size (a reader that never ends, or a file growing under us), and the
+/// whole count must finish within `time_limit`. Each bound answers `550`, and
+/// TYPE I's SIZE is always available.
+pub async fn ascii_size(target: &Target, size: u64, time_limit: Duration) -> Result<u64, Reply> {
+    let refused = |why: &str| {
+        Reply::new(
             ReplyCode::FileNotAvailable,
-            "SIZE in ASCII mode is refused for large files; use TYPE I",
-        ));
+            format!("SIZE not allowed in ASCII mode {why}; use TYPE I"),
+        )
+    };
+    if size > ASCII_SIZE_LIMIT {
+        return Err(refused(&format!(
+            "for files over {} MiB",
+            ASCII_SIZE_LIMIT >> 20
+        )));
     }
-    let mut reader = target.fs.open_read(&target.storage, 0).await.or_reply()?;
-    let mut converter = crate::ftp::ascii::ToCrlf::default();
-    let mut total = 0u64;
-    loop {
-        let chunk = reader.read(dtp::CHUNK).await.or_reply()?;
-        if chunk.is_empty() {
-            return Ok(total);
+    let count = async {
+        let mut reader = target.fs.open_read(&target.storage, 0).await.or_reply()?;
+        let mut converter = crate::ftp::ascii::ToCrlf::default();
+        let mut read = 0u64;
+        let mut total = 0u64;
+        loop {
+            let chunk = reader.read(dtp::CHUNK).await.or_reply()?;
+            if chunk.is_empty() {
+                return Ok(total);
+            }
+            read += chunk.len() as u64;
+            if read > size {
+                return Err(refused("for a file that changes while it is read"));
+            }
+            total += chunk.len() as u64 + converter.extra(&chunk);
         }
-        total += chunk.len() as u64 + converter.extra(&chunk);
-    }
+    };
+    tokio::time::timeout(time_limit, count)
+        .await
+        .unwrap_or_else(|_| Err(refused("for a file that takes this long to read")))
 }
 
 #[cfg(test)]

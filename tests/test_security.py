@@ -1,0 +1,152 @@
+"""Resource bounds under attack, with the real binary (issue 14): connections
+that never log in are closed by `login_timeout` without stopping a real login;
+running out of open files pauses `accept` and logs once, and the server serves
+again afterwards; one session holds at most one passive listener."""
+
+import ftplib
+import resource
+import selectors
+import socket
+import time
+
+from conftest import start_server, SERVER_DEFAULTS, site_toml
+
+IDLE_CONNECTIONS = 10_000
+
+
+def raise_own_file_limit(wanted):
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(wanted, hard), hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def read_until_closed(socks, deadline):
+    """Reads every socket until the server closes it; returns what each got."""
+    got = {s: b"" for s in socks}
+    sel = selectors.DefaultSelector()
+    for s in socks:
+        s.setblocking(False)
+        sel.register(s, selectors.EVENT_READ)
+    open_count = len(socks)
+    while open_count and time.monotonic() < deadline:
+        for key, _ in sel.select(timeout=0.5):
+            s = key.fileobj
+            try:
+                data = s.recv(4096)
+            except BlockingIOError:
+                continue
+            except ConnectionResetError:
+                data = b""
+            if data:
+                got[s] += data
+            else:
+                sel.unregister(s)
+                open_count -= 1
+    sel.close()
+    return got, open_count
+
+
+def test_idle_connections_are_closed_by_login_timeout_and_never_block_a_login(make_server):
+    limit = raise_own_file_limit(IDLE_CONNECTIONS + 200)
+    count = min(IDLE_CONNECTIONS, limit - 200)
+    assert count >= 1000, f"open file limit {limit} too low for this test"
+    server = make_server(
+        server_extra='login_timeout = "3s"\nmax_connections = 12000\nmax_connections_per_ip = 12000\n'
+    )
+    (server.root / "f.txt").write_bytes(b"hello")
+    socks = []
+    started = time.monotonic()
+    try:
+        # Connect in batches so the listen backlog never overflows (which
+        # would only test the kernel's SYN retries).
+        for _ in range(0, count, 250):
+            batch = []
+            for _ in range(250):
+                if len(socks) + len(batch) >= count:
+                    break
+                s = socket.create_connection((server.host, server.port), timeout=10)
+                batch.append(s)
+            for s in batch:
+                assert s.recv(64).startswith(b"220"), "greeting"
+            socks.extend(batch)
+        opened = time.monotonic() - started
+        # All of them idle and not logged in: a real client still logs in
+        # and downloads at once.
+        t0 = time.monotonic()
+        with server.ftp() as ftp:
+            data = []
+            ftp.retrbinary("RETR f.txt", data.append)
+            assert b"".join(data) == b"hello"
+        login_took = time.monotonic() - t0
+        assert login_took < 2, f"a login took {login_took:.2f} s beside {count} idle connections"
+        got, still_open = read_until_closed(socks, time.monotonic() + 30)
+        assert still_open == 0, f"{still_open} of {count} connections were never closed"
+        timed_out = sum(1 for data in got.values() if data.startswith(b"421 Login timeout"))
+        assert timed_out == count, f"only {timed_out} of {count} got 421 Login timeout"
+        print(f"{count} idle connections opened in {opened:.1f} s, login beside them {login_took * 1000:.0f} ms")
+    finally:
+        for s in socks:
+            s.close()
+    # And the server is fine afterwards.
+    with server.ftp() as ftp:
+        assert ftp.pwd() == "/"
+
+
+def test_running_out_of_files_pauses_accept_logs_once_and_recovers(tmp_path):
+    root = tmp_path / "root"
+    root.mkdir()
+    config = tmp_path / "wasmftpd.toml"
+    config.write_text(
+        SERVER_DEFAULTS
+        + "max_connections = 1000\nmax_connections_per_ip = 1000\n"
+        + site_toml("main", {"demo": ("demo", "all")}, root)
+    )
+
+    def low_file_limit():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (96, 96))
+
+    server = start_server(config, preexec_fn=low_file_limit)
+    try:
+        # The start-up warning says max_connections cannot fit.
+        server.wait_for_log(r"max_connections = 1000 needs up to .* but the limit is 96")
+        # Hold more connections than the server has descriptors for.
+        socks = [socket.create_connection((server.host, server.port), timeout=5) for _ in range(150)]
+        server.wait_for_log(r"accept failed: .*out of open files", timeout=10)
+        time.sleep(2)
+        failures = [l for l in server.log_lines if "accept failed" in l]
+        assert len(failures) <= 2, "\n".join(failures)
+        for s in socks:
+            s.close()
+        # Once descriptors are free, the connections still waiting in the
+        # backlog are served and so is a new client.
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with server.ftp(timeout=5) as ftp:
+                    assert ftp.pwd() == "/"
+                break
+            except (OSError, EOFError, ftplib.Error):
+                assert time.monotonic() < deadline, server.log()
+                time.sleep(0.2)
+    finally:
+        server.stop()
+
+
+def test_one_pending_passive_listener_per_session(make_server):
+    server = make_server(server_extra='passive_keep = "0s"\n')
+    with server.ftp() as ftp:
+        ports = []
+        for _ in range(20):
+            ports.append(int(ftp.sendcmd("EPSV").split("|||")[1].split("|")[0]))
+        # Only the newest is listening; the earlier ones were closed when the
+        # next PASV/EPSV replaced them.
+        for port in ports[:-1]:
+            if port == ports[-1]:
+                continue
+            try:
+                socket.create_connection((server.host, port), timeout=2).close()
+                raise AssertionError(f"old passive port {port} still accepts")
+            except ConnectionRefusedError:
+                pass
+        socket.create_connection((server.host, ports[-1]), timeout=2).close()
