@@ -150,3 +150,69 @@ def test_one_pending_passive_listener_per_session(make_server):
             except ConnectionRefusedError:
                 pass
         socket.create_connection((server.host, ports[-1]), timeout=2).close()
+
+
+def test_drop_box_site_takes_uploads_and_refuses_reads(make_server, tmp_path):
+    import io
+
+    box = tmp_path / "box"
+    box.mkdir()
+    (box / "earlier.txt").write_bytes(b"someone else's upload")
+    sites = site_toml("main", {"demo": ("demo", "all")}, box).replace(
+        f'"/" = "{box}"', f'"/" = {{ path = "{box}", mode = "write-only" }}'
+    )
+    assert "write-only" in sites
+    server = make_server(sites=sites)
+    with server.ftp() as ftp:
+        assert ftp.storbinary("STOR mine.txt", io.BytesIO(b"my upload")).startswith("226")
+        assert ftp.sendcmd("MKD sub").startswith("257")
+        assert ftp.storbinary("STOR sub/deep.txt", io.BytesIO(b"deep")).startswith("226")
+        for command in ["RETR earlier.txt", "RETR mine.txt", "LIST", "NLST", "MLSD"]:
+            try:
+                ftp.retrbinary(command, lambda _: None)
+                raise AssertionError(f"{command} was allowed on a drop box")
+            except ftplib.error_perm as e:
+                assert str(e).startswith("550"), f"{command}: {e}"
+        for command in ["SIZE earlier.txt", "SIZE mine.txt", "MDTM mine.txt", "MLST mine.txt", "STAT sub"]:
+            try:
+                reply = ftp.sendcmd(command)
+                raise AssertionError(f"{command} answered {reply!r} on a drop box")
+            except ftplib.error_perm as e:
+                assert str(e).startswith("550"), f"{command}: {e}"
+        # The session is fine after all those refusals.
+        assert ftp.storbinary("STOR last.txt", io.BytesIO(b"last")).startswith("226")
+    assert (box / "mine.txt").read_bytes() == b"my upload"
+    assert (box / "sub" / "deep.txt").read_bytes() == b"deep"
+    assert (box / "last.txt").read_bytes() == b"last"
+    assert (box / "earlier.txt").read_bytes() == b"someone else's upload"
+
+
+def test_read_only_site_refuses_changes_whatever_the_account_may_do(make_server, tmp_path):
+    import io
+
+    pub = tmp_path / "pub"
+    pub.mkdir()
+    (pub / "f.txt").write_bytes(b"public")
+    sites = site_toml("main", {"demo": ("demo", "all")}, pub).replace(
+        f'"/" = "{pub}"', f'"/" = {{ path = "{pub}", mode = "read-only" }}'
+    )
+    server = make_server(sites=sites)
+    with server.ftp() as ftp:
+        data = []
+        ftp.retrbinary("RETR f.txt", data.append)
+        assert b"".join(data) == b"public"
+        assert ftp.nlst() == ["f.txt"]
+        for action in [
+            lambda: ftp.storbinary("STOR new.txt", io.BytesIO(b"x")),
+            lambda: ftp.storbinary("STOR f.txt", io.BytesIO(b"x")),
+            lambda: ftp.sendcmd("MKD d"),
+            lambda: ftp.sendcmd("DELE f.txt"),
+            lambda: ftp.rename("f.txt", "g.txt"),
+        ]:
+            try:
+                action()
+                raise AssertionError("a change was allowed on a read-only grant")
+            except ftplib.error_perm as e:
+                assert str(e)[:3] in ("550", "553"), e
+    assert sorted(p.name for p in pub.iterdir()) == ["f.txt"]
+    assert (pub / "f.txt").read_bytes() == b"public"

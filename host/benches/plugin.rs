@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use wasmftpd::backend::{Account, Credentials, Permissions, Storage, StorageProvider, WriteMode};
 use wasmftpd::plugin::{
-    Grant, PluginLimits, PluginRuntime, PluginSource, PluginSpec, RuntimeOptions,
+    Grant, GrantMode, PluginLimits, PluginRuntime, PluginSource, PluginSpec, RuntimeOptions,
 };
 
 /// The transfer size the protocol layer uses for each read and write.
@@ -53,6 +53,7 @@ fn main() -> anyhow::Result<()> {
             vec![Grant {
                 host: dir.path().to_path_buf(),
                 guest: "/data".into(),
+                mode: GrantMode::ReadWrite,
             }],
         ))
     };

@@ -19,7 +19,7 @@ use crate::ops::ban::BanSettings;
 use crate::ops::nat::{Host, PassiveConfig};
 use crate::ops::proxy::ProxySettings;
 use crate::ops::transfer_log::Format as TransferLogFormat;
-use crate::plugin::{Grant, PluginLimits, PluginSource, PluginSpec};
+use crate::plugin::{Grant, GrantMode, PluginLimits, PluginSource, PluginSpec};
 
 /// A configuration error, located in a file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -711,7 +711,10 @@ fn plugin_spec(
     };
 
     let mut grants = Vec::new();
-    for (guest, host) in raw.dirs {
+    for (guest, grant) in raw.dirs {
+        let span = grant.span();
+        let RawGrant { path, mode } = grant.into_inner();
+        let host = Spanned::new(span, path);
         let dir = base.join(host.get_ref());
         if !guest.starts_with('/') {
             return Err(at.error_at(
@@ -727,7 +730,11 @@ fn plugin_spec(
                 &format!("directory {} not found", dir.display()),
             ));
         }
-        grants.push(Grant { host: dir, guest });
+        grants.push(Grant {
+            host: dir,
+            guest,
+            mode: mode.unwrap_or_default(),
+        });
     }
 
     let defaults = PluginLimits::default();
@@ -984,11 +991,67 @@ struct RawPlugin {
     plugin: Spanned<String>,
     #[serde(default)]
     config: toml::Table,
-    /// Granted directories: guest path (key) → host directory (value).
+    /// Granted directories: guest path (key) → host directory, as a string
+    /// (read-write) or `{ path = "...", mode = "..." }`.
     #[serde(default)]
-    dirs: BTreeMap<String, Spanned<String>>,
+    dirs: BTreeMap<String, Spanned<RawGrant>>,
     memory_limit: Option<Spanned<HumanSize>>,
     call_timeout: Option<Spanned<HumanDuration>>,
+}
+
+/// A `dirs` value: `"srv"` or `{ path = "srv", mode = "write-only" }`.
+struct RawGrant {
+    path: String,
+    mode: Option<GrantMode>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGrantTable {
+    path: String,
+    mode: Option<RawGrantMode>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "kebab-case")]
+enum RawGrantMode {
+    ReadOnly,
+    ReadWrite,
+    WriteOnly,
+}
+
+impl<'de> Deserialize<'de> for RawGrant {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = RawGrant;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a directory, or a table like { path = \"srv\", mode = \"read-only\" }")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, path: &str) -> Result<RawGrant, E> {
+                Ok(RawGrant {
+                    path: path.to_string(),
+                    mode: None,
+                })
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<RawGrant, A::Error> {
+                let table =
+                    RawGrantTable::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                Ok(RawGrant {
+                    path: table.path,
+                    mode: table.mode.map(|mode| match mode {
+                        RawGrantMode::ReadOnly => GrantMode::ReadOnly,
+                        RawGrantMode::ReadWrite => GrantMode::ReadWrite,
+                        RawGrantMode::WriteOnly => GrantMode::WriteOnly,
+                    }),
+                })
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
 }
 
 /// "30s", "10m", "1h 30m".
@@ -1171,6 +1234,50 @@ memory_limit = "32MiB"
         let err = parse_str(&text).unwrap_err();
         assert_eq!(err.key, "site.main.storage.dirs./");
         assert!(err.message.contains("not found"), "{err}");
+    }
+
+    #[test]
+    fn granted_directories_take_a_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().display();
+        let text = format!(
+            "{MINIMAL}[site.main.storage.dirs]\n\"/\" = \"{root}\"\n\
+             \"/in\" = {{ path = \"{root}\", mode = \"write-only\" }}\n\
+             \"/pub\" = {{ path = \"{root}\", mode = \"read-only\" }}\n\
+             \"/rw\" = {{ path = \"{root}\" }}\n"
+        );
+        let config = parse_str(&text).expect("valid");
+        let modes: Vec<(&str, GrantMode)> = config.sites[0]
+            .storage
+            .grants
+            .iter()
+            .map(|g| (g.guest.as_str(), g.mode))
+            .collect();
+        assert_eq!(
+            modes,
+            [
+                ("/", GrantMode::ReadWrite),
+                ("/in", GrantMode::WriteOnly),
+                ("/pub", GrantMode::ReadOnly),
+                ("/rw", GrantMode::ReadWrite),
+            ]
+        );
+        let bad = format!(
+            "{MINIMAL}[site.main.storage.dirs]\n\"/\" = {{ path = \"{root}\", mode = \"rw\" }}\n"
+        );
+        let err = parse_str(&bad).expect_err("unknown mode");
+        assert_eq!(
+            (err.key.as_str(), err.line),
+            ("site.main.storage.dirs./.mode", 16),
+            "{err}"
+        );
+        assert!(err.message.contains("read-only"), "{err}");
+        let bad = format!(
+            "{MINIMAL}[site.main.storage.dirs]\n\"/\" = {{ path = \"{root}\", mod = \"read-only\" }}\n"
+        );
+        let err = parse_str(&bad).expect_err("unknown key");
+        assert!(err.key.starts_with("site.main.storage.dirs./"), "{err}");
+        assert!(err.message.contains("mod"), "{err}");
     }
 
     #[test]

@@ -11,7 +11,8 @@ use wasmftpd::backend::{
     WriteMode,
 };
 use wasmftpd::plugin::{
-    Grant, PluginLimits, PluginRuntime, PluginSource, PluginSpec, RuntimeOptions, builtin_names,
+    Grant, GrantMode, PluginLimits, PluginRuntime, PluginSource, PluginSpec, RuntimeOptions,
+    builtin_names,
 };
 
 // ---------------------------------------------------------------- helpers
@@ -92,6 +93,7 @@ fn fs_storage(root: &Path, config: &[(&str, &str)]) -> Arc<dyn Storage> {
     let grants = vec![Grant {
         host: root.to_path_buf(),
         guest: "/data".into(),
+        mode: GrantMode::ReadWrite,
     }];
     let provider = runtime()
         .load_storage(spec(builtin("storage-fs"), config, grants))
@@ -602,10 +604,12 @@ async fn storage_fs_serves_the_preopen_named_by_root() {
         Grant {
             host: a.path().into(),
             guest: "/a".into(),
+            mode: GrantMode::ReadWrite,
         },
         Grant {
             host: b.path().into(),
             guest: "/b".into(),
+            mode: GrantMode::ReadWrite,
         },
     ];
     let provider = runtime()
@@ -905,6 +909,7 @@ async fn concurrent_large_listings_are_all_complete() {
             vec![Grant {
                 host: root.path().to_path_buf(),
                 guest: "/data".into(),
+                mode: GrantMode::ReadWrite,
             }],
         ))
         .expect("load storage-fs");

@@ -24,7 +24,9 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 
 use crate::backend::{Account, Authenticator, Permissions, StorageProvider};
-use crate::plugin::{Grant, PluginLimits, PluginRuntime, PluginSource, PluginSpec, RuntimeOptions};
+use crate::plugin::{
+    Grant, GrantMode, PluginLimits, PluginRuntime, PluginSource, PluginSpec, RuntimeOptions,
+};
 use report::Report;
 
 pub use auth::{Expectation, Expected};
@@ -204,6 +206,7 @@ impl Loaded {
             grants.push(Grant {
                 host,
                 guest: guest.clone(),
+                mode: GrantMode::ReadWrite,
             });
         }
         let mut temp_dir = None;
@@ -212,6 +215,7 @@ impl Loaded {
             grants.push(Grant {
                 host: dir.clone(),
                 guest: "/".into(),
+                mode: GrantMode::ReadWrite,
             });
             temp_dir = Some(dir);
         }

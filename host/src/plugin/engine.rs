@@ -137,7 +137,7 @@ impl PluginEngine {
             site: spec.site.as_str().into(),
             plugin: plugin_name(&spec.source).into(),
             config: Arc::new(spec.config.iter().cloned().collect::<WasiConfigVariables>()),
-            grants: spec.grants.clone(),
+            preopens: Arc::new(super::file_io::Preopens::open(&spec.grants)?),
             limits: spec.limits,
         };
         Ok(Loaded {

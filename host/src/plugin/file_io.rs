@@ -1,12 +1,31 @@
-//! Our own host implementations of the two WASI calls that move file bytes,
-//! replacing wasmtime-wasi's in the linker:
+//! Our own host implementations of some `wasi:filesystem` calls, replacing
+//! wasmtime-wasi's in the linker: the ones that move file bytes and list
+//! directories (for speed), and the ones that enforce a grant's mode (see
+//! [`Preopens`]):
 //!
 //! - `descriptor.read-via-stream`: the stream storage-fs hands us for RETR
 //!   (and, when the plugin hands it over unread, the file and offset behind
 //!   it, which the host then sends with `sendfile(2)`);
 //! - `descriptor.read`: what storage-fs's chunked path reads with;
 //! - `descriptor.read-directory` and its `directory-entry-stream`: what
-//!   storage-fs lists directories with.
+//!   storage-fs lists directories with;
+//! - `descriptor.stat-at` (answered from a listing, below);
+//! - `preopens.get-directories`: the site's granted directories, opened once
+//!   per site and shared by its instances, with their modes;
+//! - `descriptor.open-at`, `metadata-hash-at`, `readlink-at`: wasmtime-wasi's,
+//!   behind the write-only check.
+//!
+//! **Every replacement keeps wasmtime-wasi's checks** (file versus directory,
+//! `FsPerms`) and adds the grant-mode check: wasmtime-wasi 48 knows read-only
+//! and read-write grants and enforces read-only on every mutating call, which
+//! we never replace; it has no write-only mode. A write-only grant is a
+//! preopen whose `open_mode` lacks `READ`; under it nothing can be read, listed
+//! or examined (`read`, `read-via-stream`, `read-directory`, `stat-at`,
+//! `metadata-hash-at`, `readlink-at` answer `not-permitted`), and `open-at`
+//! opens files for writing only. A file opened for writing only cannot be read
+//! either (its `open_mode` lacks `READ`; the OS refuses too). docs/runtime.md
+//! says how to re-audit this file when wasmtime is upgraded, and the tests
+//! below pin the replaced names and signatures.
 //!
 //! wasmtime-wasi (48) reads at most 64 KiB per call into a freshly zeroed
 //! buffer. Ours read up to [`MAX_READ`] straight into uninitialized capacity:
@@ -37,25 +56,46 @@ use bytes::{Bytes, BytesMut};
 use rustix::io::Errno;
 use wasmtime::StoreContextMut;
 use wasmtime::component::{Linker, Resource, ResourceType};
-use wasmtime_wasi::filesystem::Descriptor;
-use wasmtime_wasi::filesystem::WasiFilesystemView;
+use wasmtime_wasi::filesystem::{Descriptor, Dir, WasiFilesystemView};
 use wasmtime_wasi::p2::bindings::clocks::wall_clock::Datetime;
 use wasmtime_wasi::p2::bindings::filesystem::types::{
-    DescriptorStat, DescriptorType, DirectoryEntry, ErrorCode, HostDescriptor, PathFlags,
+    DescriptorFlags, DescriptorStat, DescriptorType, DirectoryEntry, ErrorCode, HostDescriptor,
+    MetadataHashValue, OpenFlags, PathFlags,
 };
 use wasmtime_wasi::p2::{DynInputStream, InputStream, Pollable, StreamError, StreamResult};
+use wasmtime_wasi::{FsPerms, OpenMode};
 
 use super::instance::HostState;
+use super::{Grant, GrantMode};
 
 /// Largest single read, bounding what one guest call can make the host
 /// allocate.
 const MAX_READ: usize = 1 << 20;
 
+/// The WASI interfaces whose functions we replace (wasmtime-wasi 48's).
+const TYPES: &str = "wasi:filesystem/types@0.2.12";
+const PREOPENS: &str = "wasi:filesystem/preopens@0.2.12";
+
+/// Every function we replace, for the test that checks wasmtime-wasi still
+/// defines each under this name.
+#[cfg(test)]
+const REPLACED: &[(&str, &str)] = &[
+    (TYPES, "[method]descriptor.read-via-stream"),
+    (TYPES, "[method]descriptor.read"),
+    (TYPES, "[method]descriptor.read-directory"),
+    (TYPES, "[method]directory-entry-stream.read-directory-entry"),
+    (TYPES, "[method]descriptor.stat-at"),
+    (TYPES, "[method]descriptor.open-at"),
+    (TYPES, "[method]descriptor.metadata-hash-at"),
+    (TYPES, "[method]descriptor.readlink-at"),
+    (PREOPENS, "get-directories"),
+];
+
 /// Must run after `wasmtime_wasi::p2::add_to_linker_async`, whose definitions
 /// these replace.
 pub(super) fn add_to_linker(linker: &mut Linker<HostState>) -> anyhow::Result<()> {
     linker.allow_shadowing(true);
-    let mut types = linker.instance("wasi:filesystem/types@0.2.12")?;
+    let mut types = linker.instance(TYPES)?;
     types.func_wrap("[method]descriptor.read-via-stream", read_via_stream)?;
     types.func_wrap("[method]descriptor.read", read)?;
     // The entry stream is our own type, so its resource, its one method and
@@ -80,11 +120,147 @@ pub(super) fn add_to_linker(linker: &mut Linker<HostState>) -> anyhow::Result<()
     types.func_wrap_async("[method]descriptor.stat-at", |store, args| {
         Box::new(stat_at(store, args))
     })?;
+    types.func_wrap_async("[method]descriptor.open-at", |store, args| {
+        Box::new(open_at(store, args))
+    })?;
+    types.func_wrap_async("[method]descriptor.metadata-hash-at", |store, args| {
+        Box::new(metadata_hash_at(store, args))
+    })?;
+    types.func_wrap_async("[method]descriptor.readlink-at", |store, args| {
+        Box::new(readlink_at(store, args))
+    })?;
+    let mut preopens = linker.instance(PREOPENS)?;
+    preopens.func_wrap("get-directories", get_directories)?;
     linker.allow_shadowing(false);
     Ok(())
 }
 
 type Answer<T> = wasmtime::Result<(Result<T, ErrorCode>,)>;
+
+/// A site's granted directories, each opened once when the plugin is loaded
+/// and shared by every instance: a session costs no descriptor of its own
+/// for them (10,000 sessions used to hold 10,000 copies of the same
+/// directory). Safe to share: every call through a directory descriptor is
+/// relative to it (`*at`), and listings open a fresh descriptor.
+pub(super) struct Preopens(Vec<(Dir, String)>);
+
+impl Preopens {
+    pub fn open(grants: &[Grant]) -> anyhow::Result<Preopens> {
+        use rustix::fs::{Mode, OFlags};
+        let mut dirs = Vec::with_capacity(grants.len());
+        for grant in grants {
+            let fd = rustix::fs::open(
+                &grant.host,
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot open granted directory {}: {e}",
+                    grant.host.display()
+                )
+            })?;
+            let (perms, open_mode) = match grant.mode {
+                GrantMode::ReadOnly => (FsPerms::ReadOnly, OpenMode::READ),
+                GrantMode::ReadWrite => (FsPerms::ReadWrite, OpenMode::READ | OpenMode::WRITE),
+                // wasmtime-wasi lets everything but reading through; the
+                // missing READ is what our replacements check.
+                GrantMode::WriteOnly => (FsPerms::ReadWrite, OpenMode::WRITE),
+            };
+            // Blocking on the calling thread, as for every plugin file
+            // operation (see instance.rs).
+            let dir = Dir::new(std::fs::File::from(fd), perms, open_mode, true);
+            dirs.push((dir, grant.guest.clone()));
+        }
+        Ok(Preopens(dirs))
+    }
+}
+
+/// One granted directory as `get-directories` hands it out.
+type Preopened = (Resource<Descriptor>, String);
+
+fn get_directories(
+    mut store: StoreContextMut<'_, HostState>,
+    (): (),
+) -> wasmtime::Result<(Vec<Preopened>,)> {
+    let state = store.data_mut();
+    let preopens = state.preopens.clone();
+    let mut out = Vec::with_capacity(preopens.0.len());
+    for (dir, guest) in &preopens.0 {
+        out.push((
+            state.table().push(Descriptor::Dir(dir.clone()))?,
+            guest.clone(),
+        ));
+    }
+    Ok((out,))
+}
+
+/// A directory under a write-only grant: nothing in it may be read, listed
+/// or examined.
+fn write_only(dir: &Dir) -> bool {
+    !dir.open_mode.contains(OpenMode::READ)
+}
+
+/// The directory behind `fd` when it is write-only.
+fn write_only_dir(state: &mut HostState, fd: &Resource<Descriptor>) -> wasmtime::Result<bool> {
+    Ok(matches!(state.table().get(fd)?, Descriptor::Dir(d) if write_only(d)))
+}
+
+/// `open-at`: under a write-only grant only for writing (no `READ`, no
+/// directory); otherwise wasmtime-wasi's, which enforces read-only grants.
+async fn open_at(
+    mut store: StoreContextMut<'_, HostState>,
+    (fd, path_flags, path, open_flags, flags): (
+        Resource<Descriptor>,
+        PathFlags,
+        String,
+        OpenFlags,
+        DescriptorFlags,
+    ),
+) -> Answer<Resource<Descriptor>> {
+    if write_only_dir(store.data_mut(), &fd)?
+        && (flags.contains(DescriptorFlags::READ)
+            || !flags.contains(DescriptorFlags::WRITE)
+            || open_flags.contains(OpenFlags::DIRECTORY))
+    {
+        return Ok((Err(ErrorCode::NotPermitted),));
+    }
+    let mut view = store.data_mut().filesystem();
+    match HostDescriptor::open_at(&mut view, fd, path_flags, path, open_flags, flags).await {
+        Ok(file) => Ok((Ok(file),)),
+        Err(e) => Ok((Err(e.downcast()?),)),
+    }
+}
+
+/// `metadata-hash-at`: tells whether a name exists, so not under write-only.
+async fn metadata_hash_at(
+    mut store: StoreContextMut<'_, HostState>,
+    (fd, flags, path): (Resource<Descriptor>, PathFlags, String),
+) -> Answer<MetadataHashValue> {
+    if write_only_dir(store.data_mut(), &fd)? {
+        return Ok((Err(ErrorCode::NotPermitted),));
+    }
+    let mut view = store.data_mut().filesystem();
+    match HostDescriptor::metadata_hash_at(&mut view, fd, flags, path).await {
+        Ok(hash) => Ok((Ok(hash),)),
+        Err(e) => Ok((Err(e.downcast()?),)),
+    }
+}
+
+/// `readlink-at`: reads a link's target, so not under write-only.
+async fn readlink_at(
+    mut store: StoreContextMut<'_, HostState>,
+    (fd, path): (Resource<Descriptor>, String),
+) -> Answer<String> {
+    if write_only_dir(store.data_mut(), &fd)? {
+        return Ok((Err(ErrorCode::NotPermitted),));
+    }
+    let mut view = store.data_mut().filesystem();
+    match HostDescriptor::readlink_at(&mut view, fd, path).await {
+        Ok(target) => Ok((Ok(target),)),
+        Err(e) => Ok((Err(e.downcast()?),)),
+    }
+}
 
 fn read_via_stream(
     mut store: StoreContextMut<'_, HostState>,
@@ -92,6 +268,9 @@ fn read_via_stream(
 ) -> Answer<Resource<DynInputStream>> {
     let table = store.data_mut().table();
     let file = match table.get(&fd)? {
+        Descriptor::File(f) if !f.open_mode.contains(OpenMode::READ) => {
+            return Ok((Err(ErrorCode::NotPermitted),));
+        }
         Descriptor::File(f) => f.file.clone(),
         Descriptor::Dir(_) => return Ok((Err(ErrorCode::IsDirectory),)),
     };
@@ -146,6 +325,9 @@ fn read(
     (fd, len, offset): (Resource<Descriptor>, u64, u64),
 ) -> Answer<(Vec<u8>, bool)> {
     let file = match store.data_mut().table().get(&fd)? {
+        Descriptor::File(f) if !f.open_mode.contains(OpenMode::READ) => {
+            return Ok((Err(ErrorCode::NotPermitted),));
+        }
         Descriptor::File(f) => f.file.clone(),
         Descriptor::Dir(_) => return Ok((Err(ErrorCode::BadDescriptor),)),
     };
@@ -459,6 +641,7 @@ fn read_directory(
 ) -> Answer<Resource<DirEntries>> {
     let state = store.data_mut();
     let dir = match state.table().get(&fd)? {
+        Descriptor::Dir(d) if write_only(d) => return Ok((Err(ErrorCode::NotPermitted),)),
         Descriptor::Dir(d) => d.dir.clone(),
         Descriptor::File(_) => return Ok((Err(ErrorCode::NotDirectory),)),
     };
@@ -530,6 +713,9 @@ async fn stat_at(
     mut store: StoreContextMut<'_, HostState>,
     (fd, flags, path): (Resource<Descriptor>, PathFlags, String),
 ) -> Answer<DescriptorStat> {
+    if write_only_dir(store.data_mut(), &fd)? {
+        return Ok((Err(ErrorCode::NotPermitted),));
+    }
     if !flags.contains(PathFlags::SYMLINK_FOLLOW)
         && let Some(stat) = listed_stat(store.data_mut(), &fd, &path)?
     {
@@ -706,5 +892,69 @@ impl InputStream for FileStream {
                 ))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wasmtime_wasi::filesystem::WasiFilesystemCtxView;
+    use wasmtime_wasi::p2::FsResult;
+    use wasmtime_wasi::p2::bindings::filesystem::preopens::Host as _;
+    use wasmtime_wasi::p2::bindings::filesystem::types::{
+        DirectoryEntryStream, HostDirectoryEntryStream,
+    };
+
+    /// wasmtime-wasi still defines every function we replace under the same
+    /// name, interface version included: defining one again without
+    /// shadowing must fail. After an upgrade that renamed or re-versioned
+    /// one, our version would silently stop replacing it (and its grant
+    /// check with it); this test fails first. See docs/runtime.md.
+    #[test]
+    fn wasmtime_wasi_defines_every_replaced_function() {
+        let engine = wasmtime::Engine::default();
+        for (interface, name) in REPLACED {
+            let mut linker = Linker::<HostState>::new(&engine);
+            wasmtime_wasi::p2::add_to_linker_async(&mut linker).expect("wasi");
+            let mut instance = linker.instance(interface).expect("instance");
+            let defined_again =
+                instance.func_wrap(name, |_: StoreContextMut<'_, HostState>, (): ()| Ok(()));
+            assert!(
+                defined_again.is_err(),
+                "wasmtime-wasi no longer defines {interface}#{name}: re-audit file_io.rs"
+            );
+        }
+    }
+
+    /// Type-checked, never run: compiles only while wasmtime-wasi's own
+    /// versions of the replaced functions take and return what ours do, so a
+    /// changed WIT signature breaks this test build at the function to
+    /// re-audit.
+    #[expect(dead_code, reason = "only type-checked")]
+    async fn replaced_signatures_match(view: &mut WasiFilesystemCtxView<'_>, fd: u32, stream: u32) {
+        let d = || Resource::<Descriptor>::new_borrow(fd);
+        let none = PathFlags::empty;
+        let _: FsResult<Resource<DynInputStream>> = HostDescriptor::read_via_stream(view, d(), 0);
+        let _: FsResult<(Vec<u8>, bool)> = HostDescriptor::read(view, d(), 0, 0).await;
+        let _: FsResult<Resource<DirectoryEntryStream>> =
+            HostDescriptor::read_directory(view, d()).await;
+        let _: FsResult<Option<DirectoryEntry>> =
+            HostDirectoryEntryStream::read_directory_entry(view, Resource::new_borrow(stream))
+                .await;
+        let _: FsResult<DescriptorStat> =
+            HostDescriptor::stat_at(view, d(), none(), String::new()).await;
+        let _: FsResult<Resource<Descriptor>> = HostDescriptor::open_at(
+            view,
+            d(),
+            none(),
+            String::new(),
+            OpenFlags::empty(),
+            DescriptorFlags::empty(),
+        )
+        .await;
+        let _: FsResult<MetadataHashValue> =
+            HostDescriptor::metadata_hash_at(view, d(), none(), String::new()).await;
+        let _: FsResult<String> = HostDescriptor::readlink_at(view, d(), String::new()).await;
+        let _: wasmtime::Result<Vec<(Resource<Descriptor>, String)>> = view.get_directories();
     }
 }

@@ -61,6 +61,21 @@ pub struct Grant {
     pub host: PathBuf,
     /// The name the plugin sees it under (e.g. `/data`).
     pub guest: String,
+    pub mode: GrantMode,
+}
+
+/// What a plugin may do under a granted directory (config `dirs` `mode`).
+/// Enforced by the runtime whatever the plugin asks (see `file_io`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum GrantMode {
+    /// Read, list and examine; no change of any kind.
+    ReadOnly,
+    /// Everything.
+    #[default]
+    ReadWrite,
+    /// Create, write, rename and remove; nothing can be read, listed or
+    /// examined (a drop box).
+    WriteOnly,
 }
 
 /// What one plugin instance may consume.
