@@ -216,3 +216,32 @@ def test_read_only_site_refuses_changes_whatever_the_account_may_do(make_server,
                 assert str(e)[:3] in ("550", "553"), e
     assert sorted(p.name for p in pub.iterdir()) == ["f.txt"]
     assert (pub / "f.txt").read_bytes() == b"public"
+
+
+def test_unknown_user_wrong_password_and_disabled_get_the_same_replies(make_server, tmp_path):
+    from conftest import password_hash, toml_str
+
+    root = tmp_path / "root"
+    root.mkdir()
+    sites = site_toml("main", {"demo": ("demo", "all")}, root)
+    sites += (
+        "[site.main.auth.config.users.off]\n"
+        f"password = {toml_str(password_hash('off'))}\n"
+        "disabled = true\n"
+    )
+    server = make_server(sites=sites)
+    replies = {}
+    for user, password in [("nobody", "x"), ("demo", "wrong"), ("off", "off")]:
+        ftp = ftplib.FTP(timeout=20)
+        ftp.connect(server.host, server.port)
+        user_reply = ftp.sendcmd(f"USER {user}")
+        try:
+            ftp.sendcmd(f"PASS {password}")
+            raise AssertionError(f"{user} logged in")
+        except ftplib.error_perm as e:
+            # USER echoes the name it was given; nothing else may differ.
+            replies[user] = (user_reply.replace(user, "NAME"), str(e))
+        ftp.close()
+    assert len(set(replies.values())) == 1, replies
+    user_reply, pass_reply = replies["nobody"]
+    assert user_reply.startswith("331") and pass_reply == "530 Login incorrect", replies
