@@ -362,6 +362,7 @@ fn fixture() -> Arc<Site> {
         max_connections: None,
         sessions: Default::default(),
         ops: crate::site::SiteOps::detached("example"),
+        tls: None,
     })
 }
 
@@ -444,6 +445,7 @@ async fn run_session(client_bytes: Vec<u8>) {
         Some(site.clone()),
         Arc::new(OneSite(site.clone())),
         crate::ops::Ops::detached(),
+        None,
     );
     let control = Control::new(Box::new(server), 512);
 

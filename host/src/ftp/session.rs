@@ -119,6 +119,9 @@ pub struct Session {
     server_tls: Option<Arc<SiteTls>>,
     /// TLS state of this connection; changed only through its methods.
     security: Security,
+    /// When the connection opened (or REIN logged it out): not logged in by
+    /// this plus `login_timeout`, it is closed.
+    pub login_clock: tokio::time::Instant,
 }
 
 /// The connection's security (RFC 2228, RFC 4217). Once the control
@@ -134,9 +137,6 @@ struct Security {
     protect_data: bool,
     /// Implicit FTPS: data connections are always protected.
     implicit: bool,
-    /// When the connection opened (or REIN logged it out): not logged in by
-    /// this plus `login_timeout`, it is closed.
-    pub login_clock: tokio::time::Instant,
 }
 
 /// A passive listener kept after its transfer. A client moving many files
