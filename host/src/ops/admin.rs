@@ -95,6 +95,12 @@ fn respond(state: &AdminState, method: &Method, path: &str) -> Response<Full<Byt
             metrics
                 .bans_active
                 .set(state.ops.defender.active_bans() as i64);
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                let tasks = runtime.metrics().num_alive_tasks();
+                metrics
+                    .tasks_alive
+                    .set(i64::try_from(tasks).unwrap_or(i64::MAX));
+            }
             let mut response = Response::new(Full::new(Bytes::from(metrics.encode())));
             response.headers_mut().insert(
                 CONTENT_TYPE,

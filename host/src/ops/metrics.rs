@@ -205,6 +205,9 @@ pub struct Metrics {
     pub bans_active: Gauge,
     pub bans: Counter,
     pub proxy_header_failures: Family<ProxyFailureLabels, Counter>,
+    /// Tokio tasks alive, sampled at each scrape: a count that only grows
+    /// under a steady load is a leak (issue 14's vanishing-client test).
+    pub tasks_alive: Gauge,
 }
 
 impl Default for Metrics {
@@ -233,6 +236,7 @@ impl Metrics {
             bans_active: Gauge::default(),
             bans: Counter::default(),
             proxy_header_failures: Family::default(),
+            tasks_alive: Gauge::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -303,6 +307,11 @@ impl Metrics {
             "proxy_header_failures",
             "Connections refused for a missing, garbled or untrusted PROXY header",
             m.proxy_header_failures.clone(),
+        );
+        r.register(
+            "runtime_tasks_alive",
+            "Async tasks alive in the server's runtime (sampled when scraped)",
+            m.tasks_alive.clone(),
         );
         Metrics { registry, ..m }
     }
