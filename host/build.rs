@@ -17,7 +17,12 @@ use std::process::{Command, ExitCode};
 const TARGET: &str = "wasm32-wasip2";
 
 /// Plugins embedded in the binary: (builtin name, crate name).
-const BUILTINS: &[(&str, &str)] = &[("auth-static", "auth-static"), ("storage-fs", "storage-fs")];
+const BUILTINS: &[(&str, &str)] = &[
+    ("auth-static", "auth-static"),
+    ("auth-http", "auth-http"),
+    ("storage-fs", "storage-fs"),
+    ("events-webhook", "events-webhook"),
+];
 
 fn main() -> ExitCode {
     match build() {

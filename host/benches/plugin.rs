@@ -18,10 +18,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use wasmftpd::backend::{Account, Credentials, Permissions, Storage, StorageProvider, WriteMode};
-use wasmftpd::plugin::{
-    Grant, GrantMode, PluginLimits, PluginRuntime, PluginSource, PluginSpec, RuntimeOptions,
+use wasmftpd::backend::{
+    Account, Credentials, Permissions, SessionFacts, Storage, StorageProvider, WriteMode,
 };
+use wasmftpd::plugin::{Grant, GrantMode, PluginRuntime, PluginSource, PluginSpec, RuntimeOptions};
 
 /// The transfer size the protocol layer uses for each read and write.
 const CHUNK: usize = 256 << 10;
@@ -188,14 +188,12 @@ fn main() -> anyhow::Result<()> {
 
 fn spec(source: PluginSource, config: &[(&str, &str)], grants: Vec<Grant>) -> PluginSpec {
     PluginSpec {
-        site: "bench".into(),
-        source,
         config: config
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
         grants,
-        limits: PluginLimits::default(),
+        ..PluginSpec::new("bench", source)
     }
 }
 
@@ -220,12 +218,20 @@ fn hashes() -> Vec<(&'static str, String)> {
     ]
 }
 
-fn account() -> Account {
-    Account {
+fn account() -> SessionFacts {
+    let account = Account {
         user: "bench".into(),
         home: "/".into(),
         permissions: Permissions::all(),
-    }
+        ..Account::default()
+    };
+    SessionFacts::new(
+        "bench",
+        &account,
+        "/",
+        IpAddr::V4(Ipv4Addr::LOCALHOST),
+        false,
+    )
 }
 
 fn credentials() -> Credentials {

@@ -19,7 +19,7 @@ use crate::ops::ban::BanSettings;
 use crate::ops::nat::{Host, PassiveConfig};
 use crate::ops::proxy::ProxySettings;
 use crate::ops::transfer_log::Format as TransferLogFormat;
-use crate::plugin::{Grant, GrantMode, PluginLimits, PluginSource, PluginSpec};
+use crate::plugin::{AllowedHost, Grant, GrantMode, PluginLimits, PluginSource, PluginSpec};
 
 /// A configuration error, located in a file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,6 +108,8 @@ pub struct SiteConfig {
     pub passive: PassiveConfig,
     pub auth: PluginSpec,
     pub storage: PluginSpec,
+    /// Event handlers (`[[site.NAME.events]]`), in configuration order.
+    pub events: Vec<EventConfig>,
     /// The file that defines the site and the line of its table, for errors
     /// found while building it.
     pub file: PathBuf,
@@ -170,6 +172,14 @@ pub struct TlsOrigin {
     pub certificate_line: usize,
     pub key_key: String,
     pub key_line: usize,
+}
+
+/// One `[[site.NAME.events]]` table: an event plugin and its queue.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventConfig {
+    pub plugin: PluginSpec,
+    /// Events waiting for this handler at most; more are dropped (counted).
+    pub queue: usize,
 }
 
 /// Reads and validates a configuration: one file, or a directory holding
@@ -580,8 +590,8 @@ fn build_site(
         ));
     }
     let base = at.base();
-    let auth = plugin_spec(at, base, &name, &key_of("auth"), site.auth)?;
-    let storage = plugin_spec(at, base, &name, &key_of("storage"), site.storage)?;
+    let auth = plugin_spec(at, base, &name, &key_of("auth"), site.auth, false)?;
+    let storage = plugin_spec(at, base, &name, &key_of("storage"), site.storage, false)?;
     let key_prefix = key_of("");
     let proxy = proxy_settings(at, &key_prefix, site.proxy_protocol, site.trusted_proxies)?;
     if proxy.enabled && site.listen.is_empty() {
@@ -604,6 +614,23 @@ fn build_site(
         Some(raw) => Some(tls_config(at, &key_of("tls"), raw)?),
         None => None,
     };
+    let mut events = Vec::new();
+    for (i, raw) in site.events.into_iter().enumerate() {
+        let key = format!("{}[{i}]", key_of("events"));
+        let queue = match &raw.get_ref().queue {
+            Some(q) if *q.get_ref() == 0 || *q.get_ref() > 1_000_000 => {
+                return Err(at.error_at(
+                    Some(q.span()),
+                    &format!("{key}.queue"),
+                    "must be between 1 and 1000000",
+                ));
+            }
+            Some(q) => *q.get_ref(),
+            None => crate::events::DEFAULT_QUEUE,
+        };
+        let plugin = plugin_spec(at, base, &name, &key, raw, true)?;
+        events.push(EventConfig { plugin, queue });
+    }
     Ok(SiteConfig {
         proxy,
         upload_rate,
@@ -622,6 +649,7 @@ fn build_site(
         max_connections: site.max_connections,
         auth,
         storage,
+        events,
         file: at.file.to_path_buf(),
         line: at.line_of(&name_span),
         name,
@@ -680,9 +708,17 @@ fn plugin_spec(
     site: &str,
     key: &str,
     raw: Spanned<RawPlugin>,
+    event_handler: bool,
 ) -> Result<PluginSpec, ConfigError> {
     let raw = raw.into_inner();
     let plugin_key = format!("{key}.plugin");
+    if let (Some(queue), false) = (&raw.queue, event_handler) {
+        return Err(at.error_at(
+            Some(queue.span()),
+            &format!("{key}.queue"),
+            "only event handlers ([[events]] tables) have a queue",
+        ));
+    }
     let source = match raw.plugin.get_ref().strip_prefix("builtin:") {
         Some(name) => {
             if !crate::plugin::builtin_names().contains(&name) {
@@ -766,6 +802,28 @@ fn plugin_spec(
         Some(d) => d.into_inner().0,
         None => defaults.call_timeout,
     };
+    let mut allowed_hosts = Vec::new();
+    for (i, entry) in raw.allowed_hosts.iter().enumerate() {
+        let host = AllowedHost::parse(entry.get_ref()).map_err(|why| {
+            at.error_at(
+                Some(entry.span()),
+                &format!("{key}.allowed_hosts[{i}]"),
+                &why,
+            )
+        })?;
+        allowed_hosts.push(host);
+    }
+    let max_response_size = match raw.max_response_size {
+        Some(size) if size.get_ref().0 < 1024 => {
+            return Err(at.error_at(
+                Some(size.span()),
+                &format!("{key}.max_response_size"),
+                "must be at least 1KiB",
+            ));
+        }
+        Some(size) => size.into_inner().0,
+        None => crate::plugin::DEFAULT_MAX_RESPONSE_SIZE,
+    };
     Ok(PluginSpec {
         site: site.to_string(),
         source,
@@ -775,6 +833,8 @@ fn plugin_spec(
             memory,
             call_timeout,
         },
+        allowed_hosts,
+        max_response_size,
     })
 }
 
@@ -953,6 +1013,8 @@ struct RawSite {
     passive_address_overrides: BTreeMap<String, Spanned<String>>,
     auth: Spanned<RawPlugin>,
     storage: Spanned<RawPlugin>,
+    #[serde(default)]
+    events: Vec<Spanned<RawPlugin>>,
 }
 
 #[derive(Deserialize)]
@@ -997,6 +1059,12 @@ struct RawPlugin {
     dirs: BTreeMap<String, Spanned<RawGrant>>,
     memory_limit: Option<Spanned<HumanSize>>,
     call_timeout: Option<Spanned<HumanDuration>>,
+    /// Origins `wasi:http` may reach: `"https://auth.example.com"`.
+    #[serde(default)]
+    allowed_hosts: Vec<Spanned<String>>,
+    max_response_size: Option<Spanned<HumanSize>>,
+    /// Event handlers only: how many events may wait.
+    queue: Option<Spanned<usize>>,
 }
 
 /// A `dirs` value: `"srv"` or `{ path = "srv", mode = "write-only" }`.

@@ -363,7 +363,14 @@ fn fixture() -> Arc<Site> {
         sessions: Default::default(),
         ops: crate::site::SiteOps::detached("example"),
         tls: None,
+        events: Default::default(),
     })
+}
+
+/// The facts of a session that sees the whole tree (for the checks).
+fn whole_tree_facts(account: &Account) -> crate::backend::SessionFacts {
+    let client = std::net::IpAddr::from([127, 0, 0, 1]);
+    crate::backend::SessionFacts::new("example", account, "/", client, false)
 }
 
 /// Every path in the tree with its content (`None` for a directory).
@@ -371,7 +378,10 @@ async fn snapshot(storage: &dyn Storage) -> Tree {
     let mut out = BTreeMap::new();
     let mut pending = vec!["/".to_string()];
     while let Some(dir) = pending.pop() {
-        let Ok(entries) = storage.list_dir(&dir).await else {
+        let Ok(lister) = storage.list_dir(&dir).await else {
+            continue;
+        };
+        let Ok(entries) = crate::backend::read_all(lister).await else {
             continue;
         };
         for entry in entries {
@@ -416,8 +426,9 @@ async fn run_session(client_bytes: Vec<u8>) {
         user: "check".into(),
         home: "/".into(),
         permissions: Permissions::all(),
+        ..Account::default()
     };
-    let whole_tree = site.storage.open_session(&account);
+    let whole_tree = site.storage.open_session(&whole_tree_facts(&account));
     let before = snapshot(&*whole_tree).await;
 
     let settings = SessionSettings {

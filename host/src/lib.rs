@@ -10,6 +10,7 @@
 //!   Implements the [`backend`] traits on top of components.
 //! - [`config`]: the TOML configuration and its validation.
 //! - [`site`]: a virtual site (its backends and limits) as the protocol sees it.
+//! - [`events`]: queues a site's events to its event handlers, off the protocol's path.
 //! - [`server`]: listeners, connection limits, shutdown.
 //! - [`tls`]: TLS for control and data connections (rustls); certificates,
 //!   per-connection session state, the data-connection session-reuse check.
@@ -24,6 +25,7 @@
 pub mod backend;
 pub mod cli;
 pub mod config;
+pub mod events;
 pub mod ftp;
 pub mod fuzzing;
 pub mod kit;

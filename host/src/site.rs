@@ -1,13 +1,17 @@
-//! A virtual site as the protocol sees it: a name, a banner, its two backends and
-//! its limits. Built from the config by `crate::server`; the protocol takes an
-//! `Arc<Site>` once per connection and keeps it, so a reload never disturbs a
-//! running session.
+//! A virtual site as the protocol sees it: a name, a banner, its backends, its
+//! event handlers and its limits. Built from the config by `crate::server`; the
+//! protocol takes an `Arc<Site>` once per connection and keeps it, so a reload
+//! never disturbs a running session.
 
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::ops::RangeInclusive;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
-use crate::backend::{Authenticator, StorageProvider};
+use crate::backend::{Authenticator, Event, EventKind, StorageProvider};
+use crate::events::EventBus;
 use crate::tls::SiteTls;
 
 pub struct Site {
@@ -32,6 +36,8 @@ pub struct Site {
     pub ops: SiteOps,
     /// The site's TLS (its own settings, else the server's); `None`: no FTPS.
     pub tls: Option<Arc<SiteTls>>,
+    /// Where the site's events go (nowhere when it has no event handlers).
+    pub events: EventBus,
 }
 
 /// A site's operations settings (docs/operations.md).
@@ -56,21 +62,57 @@ impl SiteOps {
     }
 }
 
-/// How many sessions are logged in to a site.
+/// How many sessions are logged in to a site, in all and per account (for
+/// accounts' `max_sessions`).
 #[derive(Debug, Default)]
-pub struct SessionCount(AtomicUsize);
+pub struct SessionCount {
+    total: AtomicUsize,
+    users: Mutex<HashMap<String, u32>>,
+}
 
 impl SessionCount {
     pub fn get(&self) -> usize {
-        self.0.load(Ordering::Relaxed)
+        self.total.load(Ordering::Relaxed)
+    }
+
+    /// Sessions of `user` logged in now.
+    pub fn of_user(&self, user: &str) -> u32 {
+        self.users().get(user).copied().unwrap_or(0)
+    }
+
+    fn users(&self) -> std::sync::MutexGuard<'_, HashMap<String, u32>> {
+        // The map stays consistent even if a holder panicked.
+        self.users.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
-/// A logged-in session's place on its site; dropping it gives the place back.
+/// A logged-in session's place on its site; dropping it gives the place back
+/// (and, once [`SiteTicket::claim_user`] succeeded, its account's place, and
+/// reports the logout).
 pub struct SiteTicket {
     site: Arc<Site>,
     /// Holds `wasmftpd_sessions_open` up once the login succeeded.
     open: Option<crate::ops::metrics::OpenSession>,
+    /// The account counted for `max_sessions`, and where it logged in from.
+    user: Option<(String, IpAddr)>,
+}
+
+impl Site {
+    /// Takes a place for one logged-in session, or `None` when the site is at
+    /// its `max_connections`. Sessions of older versions of the site count too.
+    pub fn enter(self: &Arc<Self>) -> Option<SiteTicket> {
+        let count = &self.sessions.total;
+        let previous = count.fetch_add(1, Ordering::SeqCst);
+        if self.max_connections.is_some_and(|max| previous >= max) {
+            count.fetch_sub(1, Ordering::SeqCst);
+            return None;
+        }
+        Some(SiteTicket {
+            site: self.clone(),
+            open: None,
+            user: None,
+        })
+    }
 }
 
 impl SiteTicket {
@@ -80,28 +122,52 @@ impl SiteTicket {
             self.open = Some(self.site.ops.metrics.session_opened());
         }
     }
-}
 
-impl Site {
-    /// Takes a place for one logged-in session, or `None` when the site is at
-    /// its `max_connections`. Sessions of older versions of the site count too.
-    pub fn enter(self: &Arc<Self>) -> Option<SiteTicket> {
-        let count = &self.sessions.0;
-        let previous = count.fetch_add(1, Ordering::SeqCst);
-        if self.max_connections.is_some_and(|max| previous >= max) {
-            count.fetch_sub(1, Ordering::SeqCst);
-            return None;
+    /// Counts this session for `user`, unless the account already has
+    /// `max_sessions` logged in on this site (then `false`).
+    pub fn claim_user(&mut self, user: &str, client_ip: IpAddr, max_sessions: Option<u32>) -> bool {
+        let mut users = self.site.sessions.users();
+        let count = users.entry(user.to_string()).or_insert(0);
+        if max_sessions.is_some_and(|max| *count >= max) {
+            if *count == 0 {
+                users.remove(user);
+            }
+            return false;
         }
-        Some(SiteTicket {
-            site: self.clone(),
-            open: None,
-        })
+        *count += 1;
+        self.user = Some((user.to_string(), client_ip));
+        true
     }
 }
 
 impl Drop for SiteTicket {
     fn drop(&mut self) {
-        self.site.sessions.0.fetch_sub(1, Ordering::SeqCst);
+        self.site.sessions.total.fetch_sub(1, Ordering::SeqCst);
+        let Some((user, client_ip)) = self.user.take() else {
+            return;
+        };
+        {
+            let mut users = self.site.sessions.users();
+            if let Some(count) = users.get_mut(&user) {
+                *count = count.saturating_sub(1);
+                if *count == 0 {
+                    users.remove(&user);
+                }
+            }
+        }
+        let site = &self.site;
+        site.events.emit(|| Event {
+            kind: EventKind::Logout,
+            site: site.name.clone(),
+            user,
+            client_ip,
+            path: None,
+            target: None,
+            size: None,
+            duration: None,
+            ok: true,
+            time: SystemTime::now(),
+        });
     }
 }
 
@@ -133,6 +199,7 @@ mod tests {
             sessions: Default::default(),
             ops: SiteOps::detached("s"),
             tls: None,
+            events: EventBus::default(),
         });
         let first = site.enter().expect("room for one");
         let _second = site.enter().expect("room for two");
@@ -141,5 +208,45 @@ mod tests {
         drop(first);
         assert_eq!(site.sessions.get(), 1);
         assert!(site.enter().is_some(), "a place was given back");
+    }
+
+    #[test]
+    fn accounts_are_counted_up_to_their_max_sessions() {
+        let site = Arc::new(Site {
+            name: "s".into(),
+            host_names: vec![],
+            allow_user_at_site: false,
+            banner: String::new(),
+            auth: Arc::new(MemoryAuth::new()),
+            storage: Arc::new(MemoryFs::new()),
+            passive_ports: None,
+            max_connections: None,
+            sessions: Default::default(),
+            ops: SiteOps::detached("s"),
+            tls: None,
+            events: EventBus::default(),
+        });
+        let ip = "127.0.0.1".parse().unwrap();
+        let mut first = site.enter().unwrap();
+        assert!(first.claim_user("ann", ip, Some(2)));
+        let mut second = site.enter().unwrap();
+        assert!(second.claim_user("ann", ip, Some(2)));
+        let mut third = site.enter().unwrap();
+        assert!(!third.claim_user("ann", ip, Some(2)), "ann is at her limit");
+        assert!(third.claim_user("bob", ip, Some(2)), "bob is not");
+        assert_eq!(site.sessions.of_user("ann"), 2);
+        drop(first);
+        assert_eq!(site.sessions.of_user("ann"), 1);
+        let mut again = site.enter().unwrap();
+        assert!(
+            again.claim_user("ann", ip, Some(2)),
+            "a place was given back"
+        );
+        drop((second, third, again));
+        assert_eq!(
+            site.sessions.of_user("ann") + site.sessions.of_user("bob"),
+            0
+        );
+        assert_eq!(site.sessions.get(), 0);
     }
 }

@@ -7,7 +7,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use wasmftpd::backend::{Account, ErrorKind, Permissions, Storage, StorageProvider, WriteMode};
+use wasmftpd::backend::{
+    Account, DirEntry, ErrorKind, Permissions, SessionFacts, Storage, StorageProvider, WriteMode,
+    read_all,
+};
 use wasmftpd::plugin::{
     Grant, GrantMode, PluginLimits, PluginRuntime, PluginSource, PluginSpec, RuntimeOptions,
 };
@@ -29,16 +32,27 @@ fn storage_fs(root: &Path, mode: GrantMode, data_path: &str) -> Arc<dyn StorageP
                 mode,
             }],
             limits: PluginLimits::default(),
+            ..PluginSpec::new("grants", PluginSource::Builtin("storage-fs".into()))
         })
         .expect("load storage-fs")
 }
 
 fn session(provider: &Arc<dyn StorageProvider>) -> Arc<dyn Storage> {
-    provider.open_session(&Account {
+    let account = Account {
         user: "u".into(),
         home: "/".into(),
         permissions: Permissions::all(),
-    })
+        ..Account::default()
+    };
+    let client = std::net::IpAddr::from([127, 0, 0, 1]);
+    provider.open_session(&SessionFacts::new("grants", &account, "/", client, false))
+}
+
+/// A directory's whole listing.
+async fn list(storage: &dyn Storage, path: &str) -> Result<Vec<DirEntry>, ErrorKind> {
+    read_all(storage.list_dir(path).await.map_err(|e| e.kind)?)
+        .await
+        .map_err(|e| e.kind)
 }
 
 /// A root with a file `f` ("hello"), a directory `d` and a symlink `l` -> `f`.
@@ -94,7 +108,8 @@ async fn read_only_grant_refuses_every_change() {
         let s = &*storage;
         // Reading, listing and examining work.
         assert_eq!(read(s, "/f").await.expect("read"), b"hello");
-        let mut names: Vec<String> = kind(s.list_dir("/").await)
+        let mut names: Vec<String> = list(s, "/")
+            .await
             .expect("list")
             .into_iter()
             .map(|e| e.name)
@@ -167,7 +182,7 @@ async fn read_write_grant_allows_both() {
     let storage = session(&storage_fs(dir.path(), GrantMode::ReadWrite, "stream"));
     write(&*storage, "/n", b"new").await.expect("write");
     assert_eq!(read(&*storage, "/n").await.expect("read"), b"new");
-    assert_eq!(kind(storage.list_dir("/").await).expect("list").len(), 4);
+    assert_eq!(list(&*storage, "/").await.expect("list").len(), 4);
 }
 
 fn open_files() -> usize {

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use wasmftpd::backend::{
-    Account, AuthError, Authenticator, Credentials, EntryKind, ErrorKind, Permissions, Storage,
-    WriteMode,
+    Account, AuthError, Authenticator, Credentials, DirEntry, EntryKind, ErrorKind, Permissions,
+    SessionFacts, Storage, WriteMode,
 };
 use wasmftpd::plugin::{
     Grant, GrantMode, PluginLimits, PluginRuntime, PluginSource, PluginSpec, RuntimeOptions,
@@ -17,26 +17,31 @@ use wasmftpd::plugin::{
 
 // ---------------------------------------------------------------- helpers
 
-/// A runtime whose compile cache is shared by all tests of this binary, so
-/// each component is compiled once per build rather than once per test.
+/// One runtime for the tests of this binary (as a server has one), whose
+/// compile cache on disk is shared across builds, so each component is
+/// compiled once per build rather than once per test. (Each runtime reserves
+/// a pool of 10,500 instance slots; many at once exhaust the address map.)
 fn runtime() -> PluginRuntime {
-    let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("plugin-cache");
-    PluginRuntime::new(RuntimeOptions {
-        cache_dir: Some(cache),
-    })
-    .expect("runtime")
+    static RUNTIME: std::sync::OnceLock<PluginRuntime> = std::sync::OnceLock::new();
+    RUNTIME
+        .get_or_init(|| {
+            let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("plugin-cache");
+            PluginRuntime::new(RuntimeOptions {
+                cache_dir: Some(cache),
+            })
+            .expect("runtime")
+        })
+        .clone()
 }
 
 fn spec(source: PluginSource, config: &[(&str, &str)], grants: Vec<Grant>) -> PluginSpec {
     PluginSpec {
-        site: "test".into(),
-        source,
         config: config
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
         grants,
-        limits: PluginLimits::default(),
+        ..PluginSpec::new("test", source)
     }
 }
 
@@ -63,7 +68,27 @@ fn account() -> Account {
         user: "u".into(),
         home: "/".into(),
         permissions: Permissions::all(),
+        ..Account::default()
     }
+}
+
+/// The facts of a session of [`account`] from 127.0.0.1.
+fn facts() -> SessionFacts {
+    SessionFacts::new(
+        "test",
+        &account(),
+        "/",
+        IpAddr::V4(Ipv4Addr::LOCALHOST),
+        false,
+    )
+}
+
+/// A whole listing, read page by page.
+async fn list(storage: &dyn Storage, path: &str) -> Vec<DirEntry> {
+    let lister = storage.list_dir(path).await.expect("list");
+    wasmftpd::backend::read_all(lister)
+        .await
+        .expect("list pages")
 }
 
 /// Hashes made by real tools for the password `correct horse`:
@@ -98,7 +123,7 @@ fn fs_storage(root: &Path, config: &[(&str, &str)]) -> Arc<dyn Storage> {
     let provider = runtime()
         .load_storage(spec(builtin("storage-fs"), config, grants))
         .expect("load storage-fs");
-    provider.open_session(&account())
+    provider.open_session(&facts())
 }
 
 async fn read_all(storage: &dyn Storage, path: &str, offset: u64) -> Vec<u8> {
@@ -152,7 +177,10 @@ fn the_runtime_can_move_to_a_blocking_task() {
 
 #[test]
 fn builtins_are_listed() {
-    assert_eq!(builtin_names(), &["auth-static", "storage-fs"]);
+    assert_eq!(
+        builtin_names(),
+        &["auth-static", "auth-http", "storage-fs", "events-webhook"]
+    );
 }
 
 #[test]
@@ -175,7 +203,10 @@ fn wrong_world_names_the_missing_export() {
         .err()
         .expect("auth-static is not a storage plugin");
     let text = format!("{err:#}");
-    assert!(text.contains("wasmftpd:plugin/storage@0.1.0"), "{text}");
+    assert!(
+        text.contains("`wasmftpd:plugin/storage@0.2.0`, `wasmftpd:plugin/storage@0.1.0`"),
+        "{text}"
+    );
     // And the other way round.
     let err = runtime()
         .load_auth(spec(builtin("storage-fs"), &[], vec![]))
@@ -226,8 +257,17 @@ fn memory_limit_above_the_pool_is_refused() {
     assert!(format!("{err:#}").contains("memory limit"), "{err:#}");
 }
 
+/// Tests that make runtimes of their own take turns: each runtime reserves a
+/// pool of instance slots (thousands of mappings), and the process has a
+/// bounded number of mappings.
+fn own_runtime_turn() -> std::sync::MutexGuard<'static, ()> {
+    static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    TURN.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 #[test]
 fn compiled_components_are_cached_on_disk() {
+    let _turn = own_runtime_turn();
     let dir = tempfile::tempdir().expect("tempdir");
     let options = || RuntimeOptions {
         cache_dir: Some(dir.path().to_path_buf()),
@@ -249,6 +289,7 @@ fn compiled_components_are_cached_on_disk() {
         .collect();
     assert_eq!(entries.len(), 1, "one artifact, no temporary files left");
     assert!(entries[0].file_name().to_string_lossy().ends_with(".cwasm"));
+    drop(first);
 
     // A new runtime (as after a restart) finds it.
     let second = PluginRuntime::new(options()).expect("runtime");
@@ -269,6 +310,7 @@ fn compiled_components_are_cached_on_disk() {
 
 #[test]
 fn a_corrupt_cache_entry_is_recompiled() {
+    let _turn = own_runtime_turn();
     let dir = tempfile::tempdir().expect("tempdir");
     let options = || RuntimeOptions {
         cache_dir: Some(dir.path().to_path_buf()),
@@ -485,7 +527,7 @@ async fn storage_fs_lists_every_kind_of_entry() {
         file.set_modified(when).expect("set_modified");
     }
     let storage = fs_storage(dir, &[]);
-    let listing = storage.list_dir("/").await.expect("list");
+    let listing = list(&*storage, "/").await;
     assert_eq!(listing.len(), 5 + 1500);
     for i in 0..1500u64 {
         let name = format!("many-{i:04}");
@@ -499,7 +541,7 @@ async fn storage_fs_lists_every_kind_of_entry() {
         );
     }
     // A second listing of the same directory agrees with the first.
-    let mut again = storage.list_dir("/").await.expect("list again");
+    let mut again = list(&*storage, "/").await;
     let mut first = listing.clone();
     first.sort_by(|a, b| a.name.cmp(&b.name));
     again.sort_by(|a, b| a.name.cmp(&b.name));
@@ -525,14 +567,14 @@ async fn storage_fs_directories_listing_rename_and_errors() {
     storage.make_dir("/docs").await.expect("mkdir");
     write_all(&*storage, "/docs/one.txt", WriteMode::Truncate, b"1").await;
     write_all(&*storage, "/docs/two.txt", WriteMode::Truncate, b"22").await;
-    let mut listing = storage.list_dir("/docs").await.expect("list");
+    let mut listing = list(&*storage, "/docs").await;
     listing.sort_by(|a, b| a.name.cmp(&b.name));
     let names: Vec<_> = listing
         .iter()
         .map(|e| (e.name.as_str(), e.metadata.size))
         .collect();
     assert_eq!(names, [("one.txt", 1), ("two.txt", 2)]);
-    let root_listing = storage.list_dir("/").await.expect("list root");
+    let root_listing = list(&*storage, "/").await;
     assert_eq!(root_listing.len(), 1);
     assert_eq!(root_listing[0].metadata.kind, EntryKind::Directory);
 
@@ -590,7 +632,7 @@ async fn storage_fs_directories_listing_rename_and_errors() {
     storage.delete("/docs/uno.txt").await.expect("delete");
     storage.delete("/docs/two.txt").await.expect("delete");
     storage.remove_dir("/docs").await.expect("rmdir");
-    assert!(storage.list_dir("/").await.expect("list").is_empty());
+    assert!(list(&*storage, "/").await.is_empty());
 }
 
 #[tokio::test]
@@ -615,7 +657,7 @@ async fn storage_fs_serves_the_preopen_named_by_root() {
     let provider = runtime()
         .load_storage(spec(builtin("storage-fs"), &[("root", "/b")], grants))
         .expect("load");
-    let storage = provider.open_session(&account());
+    let storage = provider.open_session(&facts());
     assert_eq!(read_all(&*storage, "/in-b", 0).await, b"b");
 }
 
@@ -625,7 +667,7 @@ async fn storage_fs_without_a_grant_is_unavailable() {
         .load_storage(spec(builtin("storage-fs"), &[], vec![]))
         .expect("load");
     let err = provider
-        .open_session(&account())
+        .open_session(&facts())
         .stat("/")
         .await
         .expect_err("no root");
@@ -700,7 +742,7 @@ async fn storage_fs_cannot_leave_its_root() {
         assert!(storage.rename("/link-dir/secret", "/stolen").await.is_err());
         assert!(storage.stat("/stolen").await.is_err());
         // The listing shows the links as links, not what they point to.
-        let listing = storage.list_dir("/").await.expect("list");
+        let listing = list(&*storage, "/").await;
         assert!(
             listing
                 .iter()
@@ -726,7 +768,7 @@ async fn an_endless_loop_is_stopped_at_the_deadline() {
     let provider = runtime()
         .load_storage(limits_spec(Duration::from_millis(200)))
         .expect("load");
-    let storage = provider.open_session(&account());
+    let storage = provider.open_session(&facts());
     let started = Instant::now();
     let err = storage.stat("/loop").await.expect_err("must be stopped");
     let took = started.elapsed();
@@ -746,7 +788,7 @@ async fn a_runaway_allocation_hits_the_memory_limit() {
     let provider = runtime()
         .load_storage(limits_spec(Duration::from_secs(5)))
         .expect("load");
-    let storage = provider.open_session(&account());
+    let storage = provider.open_session(&facts());
     let err = storage.stat("/alloc").await.expect_err("must trap");
     assert_eq!(err.kind, ErrorKind::PluginFailed);
     assert!(
@@ -761,8 +803,8 @@ async fn after_a_trap_the_session_gets_a_fresh_instance_and_others_never_notice(
         .load_storage(limits_spec(Duration::from_millis(300)))
         .expect("load");
     let (one, two) = (
-        provider.open_session(&account()),
-        provider.open_session(&account()),
+        provider.open_session(&facts()),
+        provider.open_session(&facts()),
     );
     // test-limits answers `stat` with the number of calls its instance served.
     let calls = async |s: &Arc<dyn Storage>| s.stat("/count").await.expect("stat").size;
@@ -785,7 +827,7 @@ async fn a_call_abandoned_midway_discards_the_instance() {
     let provider = runtime()
         .load_storage(limits_spec(Duration::from_secs(5)))
         .expect("load");
-    let storage = provider.open_session(&account());
+    let storage = provider.open_session(&facts());
     assert_eq!(storage.stat("/count").await.expect("stat").size, 1);
     // As when ABOR drops a transfer: the call's future is dropped while the
     // plugin is still running (it yields every epoch tick).
@@ -805,7 +847,7 @@ async fn a_chunked_transfer_fails_with_its_instance() {
     let provider = runtime()
         .load_storage(limits_spec(Duration::from_millis(200)))
         .expect("load");
-    let storage = provider.open_session(&account());
+    let storage = provider.open_session(&facts());
     let mut reader = storage.open_read("/loop-read", 0).await.expect("open");
     let err = reader.read(1024).await.expect_err("read spins");
     assert_eq!(err.kind, ErrorKind::PluginFailed);
@@ -848,7 +890,7 @@ async fn storage_fs_lists_directories_of_every_size_around_the_block_boundaries(
             std::fs::write(root.path().join(format!("f{i:04}")), vec![b'x'; i % 5]).expect("write");
         }
         let storage = fs_storage(root.path(), &[]);
-        let mut listing = storage.list_dir("/").await.expect("list");
+        let mut listing = list(&*storage, "/").await;
         listing.sort_by(|a, b| a.name.cmp(&b.name));
         assert_eq!(listing.len(), count, "{count} entries");
         for (i, entry) in listing.iter().enumerate() {
@@ -915,10 +957,10 @@ async fn concurrent_large_listings_are_all_complete() {
         .expect("load storage-fs");
     let mut tasks = Vec::new();
     for _ in 0..8 {
-        let storage = provider.open_session(&account());
+        let storage = provider.open_session(&facts());
         tasks.push(tokio::spawn(async move {
             for _ in 0..3 {
-                let mut listing = storage.list_dir("/").await.expect("list");
+                let mut listing = list(&*storage, "/").await;
                 listing.sort_by(|a, b| a.name.cmp(&b.name));
                 assert_eq!(listing.len(), 2000);
                 for (i, entry) in listing.iter().enumerate() {
@@ -931,4 +973,437 @@ async fn concurrent_large_listings_are_all_complete() {
     for task in tasks {
         task.await.expect("listing task");
     }
+}
+
+// ---------------------------------------------------------------- contract 0.2
+
+/// The plugins built for contract 0.1.0, kept as built (see the README there).
+fn fixture_01(file: &str) -> PluginSource {
+    PluginSource::File(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/plugin-0.1.0")
+            .join(file),
+    )
+}
+
+#[tokio::test]
+async fn plugins_built_for_0_1_0_still_work() {
+    let auth = runtime()
+        .load_auth(spec(
+            fixture_01("auth_static.wasm"),
+            &[
+                ("users.ann.password", SHA512_CRYPT),
+                ("users.ann.home", "/ann"),
+                ("users.ann.permissions", "read,list"),
+            ],
+            vec![],
+        ))
+        .expect("load 0.1.0 auth-static");
+    let account = auth
+        .login(&credentials("ann", "correct horse"))
+        .await
+        .expect("login");
+    assert_eq!(account.home, "/ann");
+    assert_eq!(account.permissions, Permissions::READ | Permissions::LIST);
+    assert_eq!(
+        account.attributes,
+        vec![],
+        "0.1.0 accounts have no attributes"
+    );
+    assert!(matches!(
+        auth.login(&credentials("ann", "wrong")).await,
+        Err(AuthError::BadCredentials(_))
+    ));
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let grants = vec![Grant {
+        host: dir.path().to_path_buf(),
+        guest: "/data".into(),
+        mode: GrantMode::ReadWrite,
+    }];
+    let provider = runtime()
+        .load_storage(spec(fixture_01("storage_fs.wasm"), &[], grants))
+        .expect("load 0.1.0 storage-fs");
+    let storage = provider.open_session(&facts());
+    write_all(&*storage, "/a.txt", WriteMode::Truncate, b"hello").await;
+    storage.make_dir("/sub").await.expect("mkdir");
+    for i in 0..2500 {
+        std::fs::write(dir.path().join(format!("sub/f{i}")), b"x").expect("write");
+    }
+    assert_eq!(read_all(&*storage, "/a.txt", 1).await, b"ello");
+    let names: Vec<String> = list(&*storage, "/")
+        .await
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    // The host pages a 0.1.0 plugin's whole listing itself.
+    let mut lister = storage.list_dir("/sub").await.expect("list");
+    let first = lister.next_page(1000).await.expect("page");
+    assert_eq!(first.len(), 1000);
+    assert_eq!(
+        wasmftpd::backend::read_all(lister)
+            .await
+            .expect("rest")
+            .len(),
+        1500
+    );
+}
+
+#[tokio::test]
+async fn storage_sessions_are_told_the_facts() {
+    let provider = runtime()
+        .load_storage(limits_spec(Duration::from_secs(5)))
+        .expect("load");
+    let account = Account {
+        user: "ann".into(),
+        home: "/home/ann".into(),
+        permissions: Permissions::READ | Permissions::LIST,
+        limits: wasmftpd::backend::AccountLimits {
+            max_sessions: Some(3),
+            quota_bytes: Some(1 << 20),
+            ..Default::default()
+        },
+        attributes: vec![("root".into(), "ann-root".into())],
+    };
+    let facts = SessionFacts::new(
+        "site-a",
+        &account,
+        "/home/ann",
+        "2001:db8::7".parse().expect("ip"),
+        true,
+    );
+    let storage = provider.open_session(&facts);
+    // test-limits lists its facts, two names per page.
+    let mut names: Vec<String> = list(&*storage, "/")
+        .await
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    names.sort();
+    for want in [
+        "attribute.root=ann-root",
+        "client=2001:db8::7",
+        "home=/home/ann",
+        "max_sessions=3",
+        "quota_bytes=1048576",
+        "site=site-a",
+        "tls=true",
+        "user=ann",
+    ] {
+        assert!(
+            names.iter().any(|n| n == want),
+            "{want} missing from {names:?}"
+        );
+    }
+
+    // A fresh instance after a trap is opened again with the same facts.
+    assert_eq!(kind(storage.stat("/trap").await), ErrorKind::PluginFailed);
+    let names: Vec<String> = list(&*storage, "/")
+        .await
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    assert!(names.contains(&"user=ann".to_string()), "{names:?}");
+    assert!(
+        names.contains(&"calls=1".to_string()),
+        "a new instance: {names:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_refused_storage_session_is_an_ordinary_error() {
+    let provider = runtime()
+        .load_storage(limits_spec(Duration::from_secs(5)))
+        .expect("load");
+    let account = Account {
+        user: "refuse-storage".into(),
+        home: "/".into(),
+        ..Account::default()
+    };
+    let facts = SessionFacts::new("s", &account, "/", IpAddr::V4(Ipv4Addr::LOCALHOST), false);
+    let storage = provider.open_session(&facts);
+    let err = storage.stat("/x").await.expect_err("refused");
+    assert_eq!(err.kind, ErrorKind::Unavailable);
+    assert_eq!(err.message.as_deref(), Some("no storage for you"));
+}
+
+#[tokio::test]
+async fn a_plugin_blocked_in_a_host_call_is_stopped_at_its_deadline() {
+    let timeout = Duration::from_millis(300);
+    let provider = runtime().load_storage(limits_spec(timeout)).expect("load");
+    let storage = provider.open_session(&facts());
+    let started = Instant::now();
+    let err = storage.stat("/sleep").await.expect_err("stopped");
+    assert_eq!(err.kind, ErrorKind::PluginFailed);
+    assert!(
+        started.elapsed() < timeout * 4,
+        "took {:?}",
+        started.elapsed()
+    );
+    // And the session goes on with a fresh instance.
+    assert_eq!(storage.stat("/ok").await.expect("stat").size, 1);
+}
+
+#[tokio::test]
+async fn auth_static_returns_limits_and_attributes() {
+    let auth = static_auth(&[
+        ("users.ann.password", SHA512_CRYPT),
+        ("users.ann.limits.max_sessions", "2"),
+        ("users.ann.limits.quota_bytes", "10MiB"),
+        ("users.ann.limits.download_bytes_per_second", "1048576"),
+        ("users.ann.attributes.root", "ann"),
+        ("users.ann.attributes.team", "blue"),
+        ("users.bob.password", SHA512_CRYPT),
+        ("users.bob.limits.speed", "9"),
+    ]);
+    let account = auth
+        .login(&credentials("ann", "correct horse"))
+        .await
+        .expect("login");
+    assert_eq!(account.limits.max_sessions, Some(2));
+    assert_eq!(account.limits.quota_bytes, Some(10 << 20));
+    assert_eq!(account.limits.download_bytes_per_second, Some(1 << 20));
+    assert_eq!(account.limits.upload_bytes_per_second, None);
+    let mut attributes = account.attributes.clone();
+    attributes.sort();
+    assert_eq!(
+        attributes,
+        vec![
+            ("root".to_string(), "ann".to_string()),
+            ("team".to_string(), "blue".to_string())
+        ]
+    );
+    // A limit the plugin does not know is a configuration error, not a login.
+    assert!(matches!(
+        auth.login(&credentials("bob", "correct horse")).await,
+        Err(AuthError::Unavailable(_))
+    ));
+}
+
+#[tokio::test]
+async fn storage_fs_gives_each_user_the_root_named_by_an_attribute() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let grants = vec![Grant {
+        host: dir.path().to_path_buf(),
+        guest: "/data".into(),
+        mode: GrantMode::ReadWrite,
+    }];
+    let provider = runtime()
+        .load_storage(spec(
+            builtin("storage-fs"),
+            &[("root_attribute", "root")],
+            grants,
+        ))
+        .expect("load");
+    let session = |user: &str, root: Option<&str>| {
+        let account = Account {
+            user: user.into(),
+            home: "/".into(),
+            permissions: Permissions::all(),
+            attributes: root
+                .map(|r| vec![("root".to_string(), r.to_string())])
+                .unwrap_or_default(),
+            ..Account::default()
+        };
+        provider.open_session(&SessionFacts::new(
+            "s",
+            &account,
+            "/",
+            IpAddr::V4(Ipv4Addr::LOCALHOST),
+            false,
+        ))
+    };
+    let ann = session("ann", Some("users/ann"));
+    let bob = session("bob", Some("users/bob"));
+    write_all(&*ann, "/mine.txt", WriteMode::Truncate, b"ann's").await;
+    write_all(&*bob, "/mine.txt", WriteMode::Truncate, b"bob's").await;
+    assert_eq!(
+        std::fs::read(dir.path().join("users/ann/mine.txt")).expect("ann"),
+        b"ann's"
+    );
+    assert_eq!(
+        std::fs::read(dir.path().join("users/bob/mine.txt")).expect("bob"),
+        b"bob's"
+    );
+    assert_eq!(list(&*ann, "/").await.len(), 1, "ann sees only her tree");
+
+    let escape = session("eve", Some("../outside"));
+    assert_eq!(kind(escape.stat("/").await), ErrorKind::Unavailable);
+    let none = session("nobody", None);
+    assert_eq!(kind(none.stat("/").await), ErrorKind::PermissionDenied);
+}
+
+#[tokio::test]
+async fn storage_fs_lists_a_large_directory_in_pages() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for i in 0..5000 {
+        std::fs::write(dir.path().join(format!("f{i:05}")), i.to_string()).expect("write");
+    }
+    let storage = fs_storage(dir.path(), &[]);
+    let mut lister = storage.list_dir("/").await.expect("list");
+    let mut seen = std::collections::HashSet::new();
+    loop {
+        let page = lister.next_page(700).await.expect("page");
+        if page.is_empty() {
+            break;
+        }
+        assert!(page.len() <= 700);
+        for entry in page {
+            let i: u64 = entry.name[1..].parse().expect("name");
+            assert_eq!(entry.metadata.size, i.to_string().len() as u64);
+            assert!(seen.insert(entry.name), "each entry once");
+        }
+    }
+    assert_eq!(seen.len(), 5000);
+    // A listing dropped half-way releases the plugin's lister at the next call.
+    let mut lister = storage.list_dir("/").await.expect("list");
+    assert_eq!(lister.next_page(10).await.expect("page").len(), 10);
+    drop(lister);
+    assert_eq!(list(&*storage, "/").await.len(), 5000);
+}
+
+/// A one-request-at-a-time HTTP server on 127.0.0.1 answering every request
+/// with `status` and a `Content-Length` of `length` (sending `length` bytes).
+async fn http_server(
+    status: u16,
+    length: usize,
+) -> (std::net::SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = listener.local_addr().expect("address");
+    let hits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = hits.clone();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let mut request = vec![0u8; 4096];
+            let _ = socket.read(&mut request).await;
+            let head = format!(
+                "HTTP/1.1 {status} X\r\nContent-Length: {length}\r\nConnection: close\r\n\r\n"
+            );
+            let _ = socket.write_all(head.as_bytes()).await;
+            let _ = socket.write_all(&vec![b'x'; length]).await;
+        }
+    });
+    (address, hits)
+}
+
+fn http_auth(allowed: &[&str], max_response: Option<u64>) -> Arc<dyn Authenticator> {
+    let mut spec = limits_spec(Duration::from_secs(5));
+    spec.allowed_hosts = allowed
+        .iter()
+        .map(|a| wasmftpd::plugin::AllowedHost::parse(a).expect("grant"))
+        .collect();
+    if let Some(max) = max_response {
+        spec.max_response_size = max;
+    }
+    runtime().load_auth(spec).expect("load")
+}
+
+#[tokio::test]
+async fn outbound_http_reaches_only_allowed_hosts() {
+    let (address, hits) = http_server(200, 2).await;
+    let url = format!("http://{address}/check");
+    let allowed = format!("http://{address}");
+
+    let auth = http_auth(&[&allowed], None);
+    let account = auth
+        .login(&credentials(&format!("http:{url}"), "x"))
+        .await
+        .expect("the allowed host answered 200");
+    assert_eq!(
+        account.attributes,
+        vec![("from".to_string(), "test-limits".to_string())]
+    );
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 1);
+
+    // Not granted: the plugin gets an error naming the origin; nothing is sent.
+    for grants in [vec![], vec!["http://127.0.0.2:9".to_string()]] {
+        let grants: Vec<&str> = grants.iter().map(String::as_str).collect();
+        let auth = http_auth(&grants, None);
+        let refused = auth.login(&credentials(&format!("http:{url}"), "x")).await;
+        match refused {
+            Err(AuthError::BadCredentials(Some(message))) => {
+                assert!(message.contains("denied"), "{message}");
+                assert!(message.contains(&format!("http://{address}")), "{message}");
+            }
+            other => panic!("expected a denial, got {other:?}"),
+        }
+    }
+    assert_eq!(
+        hits.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "denied requests never left"
+    );
+}
+
+#[tokio::test]
+async fn outbound_responses_over_the_size_limit_fail() {
+    let (address, _) = http_server(200, 64 * 1024).await;
+    let auth = http_auth(&[&format!("http://{address}")], Some(4096));
+    let refused = auth
+        .login(&credentials(&format!("http:http://{address}/big"), "x"))
+        .await;
+    match refused {
+        Err(AuthError::BadCredentials(Some(message))) => {
+            assert!(message.to_lowercase().contains("size"), "{message}")
+        }
+        other => panic!("expected a size error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn event_plugins_deliver_and_fail_alone() {
+    use wasmftpd::backend::{Event, EventKind};
+    let event = Event {
+        kind: EventKind::Upload,
+        site: "s".into(),
+        user: "ann".into(),
+        client_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+        path: Some("/ann/f.txt".into()),
+        target: None,
+        size: Some(5),
+        duration: Some(Duration::from_millis(7)),
+        ok: true,
+        time: SystemTime::now(),
+    };
+    let handler = |behave: &str, timeout: Duration| {
+        let mut spec = spec(
+            test_plugin("test_limits.wasm"),
+            &[("behave", behave)],
+            vec![],
+        );
+        spec.limits.call_timeout = timeout;
+        runtime().load_events(spec).expect("load events")
+    };
+    handler("ok", Duration::from_secs(5))
+        .handle(&event)
+        .await
+        .expect("delivered");
+    let trapping = handler("trap", Duration::from_secs(5));
+    let why = trapping.handle(&event).await.expect_err("trapped");
+    assert!(why.contains("trapped"), "{why}");
+    let started = Instant::now();
+    let hanging = handler("sleep", Duration::from_millis(200));
+    let why = hanging.handle(&event).await.expect_err("stopped");
+    assert!(why.contains("deadline"), "{why}");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // An event handler for auth or storage is refused at load, and the
+    // other way round.
+    let err = runtime()
+        .load_events(spec(builtin("auth-static"), &[], vec![]))
+        .err()
+        .expect("not an event plugin");
+    assert!(
+        format!("{err:#}").contains("wasmftpd:plugin/events@0.2.0"),
+        "{err:#}"
+    );
 }

@@ -8,7 +8,7 @@
 #    reactor adapter that matches wasmtime 48 for the libc's preview1 calls.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-wit="$here/../../../wit"
+wit="$here/../../../wit/legacy/0.1.0"
 out="$1"
 work="$out/.c-build"
 rm -rf "$work" && mkdir -p "$work"

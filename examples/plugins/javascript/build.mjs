@@ -11,7 +11,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const here = dirname(fileURLToPath(import.meta.url));
-const wit = resolve(here, '../../../wit');
+const wit = resolve(here, '../../../wit/legacy/0.1.0');
 
 const PLUGINS = [
   { name: 'auth-rules', entry: 'auth-rules/auth.js', world: 'wasmftpd:plugin/auth-plugin' },

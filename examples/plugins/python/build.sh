@@ -3,7 +3,7 @@
 #   bash build.sh OUT_DIR   ->   OUT_DIR/auth-passwd.wasm, OUT_DIR/storage-quota.wasm
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-wit="$here/../../../wit"
+wit="$here/../../../wit/legacy/0.1.0"
 out="$1"
 cd "$here"
 # Each plugin is a directory with an `app` module; the world decides which

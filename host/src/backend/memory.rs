@@ -13,9 +13,9 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use super::{
-    Account, AuthError, Authenticator, Credentials, DirEntry, EntryKind, ErrorKind, FileReader,
-    FileWriter, Metadata, Permissions, Storage, StorageError, StorageProvider, StorageResult,
-    WriteMode,
+    Account, AuthError, Authenticator, Credentials, DirEntry, DirLister, EntryKind, ErrorKind,
+    FileReader, FileWriter, Metadata, Permissions, SessionFacts, Storage, StorageError,
+    StorageProvider, StorageResult, VecLister, WriteMode,
 };
 
 struct MemoryUser {
@@ -49,13 +49,22 @@ impl MemoryAuth {
     }
 
     pub fn add_user(&self, name: &str, password: &str, home: &str, permissions: Permissions) {
-        let account = Account {
-            user: name.to_string(),
-            home: home.to_string(),
-            permissions,
-        };
+        self.add_account(
+            password,
+            Account {
+                user: name.to_string(),
+                home: home.to_string(),
+                permissions,
+                ..Account::default()
+            },
+        );
+    }
+
+    /// Adds a user with every account field given (limits, attributes).
+    pub fn add_account(&self, password: &str, account: Account) {
+        let name = account.user.clone();
         lock(&self.users).insert(
-            name.to_string(),
+            name,
             MemoryUser {
                 password: password.to_string(),
                 account,
@@ -221,6 +230,8 @@ fn not_found() -> StorageError {
 #[derive(Clone)]
 pub struct MemoryFs {
     tree: Arc<Mutex<Tree>>,
+    /// The facts of every session opened, oldest first, for tests to check.
+    opened: Arc<Mutex<Vec<SessionFacts>>>,
 }
 
 impl Default for MemoryFs {
@@ -239,6 +250,7 @@ impl Default for MemoryFs {
                 failures: HashMap::new(),
                 read_delay: Duration::ZERO,
             })),
+            opened: Arc::default(),
         }
     }
 }
@@ -315,10 +327,16 @@ impl MemoryFs {
     pub fn set_read_delay(&self, delay: Duration) {
         self.tree().read_delay = delay;
     }
+
+    /// The facts of every session opened so far, oldest first.
+    pub fn opened_sessions(&self) -> Vec<SessionFacts> {
+        lock(&self.opened).clone()
+    }
 }
 
 impl StorageProvider for MemoryFs {
-    fn open_session(&self, _account: &Account) -> Arc<dyn Storage> {
+    fn open_session(&self, facts: &SessionFacts) -> Arc<dyn Storage> {
+        lock(&self.opened).push(facts.clone());
         Arc::new(self.clone())
     }
 }
@@ -334,7 +352,7 @@ impl Storage for MemoryFs {
             .ok_or_else(not_found)
     }
 
-    async fn list_dir(&self, path: &str) -> StorageResult<Vec<DirEntry>> {
+    async fn list_dir(&self, path: &str) -> StorageResult<Box<dyn DirLister>> {
         let tree = self.tree();
         tree.check(path)?;
         match tree.nodes.get(path) {
@@ -342,13 +360,14 @@ impl Storage for MemoryFs {
             Some(Node::File { .. }) => return Err(StorageError::new(ErrorKind::NotADirectory)),
             None => return Err(not_found()),
         }
-        Ok(tree
+        let entries = tree
             .children(path)
             .map(|(key, node)| DirEntry {
                 name: key[key.rfind('/').map_or(0, |i| i + 1)..].to_string(),
                 metadata: node.metadata(),
             })
-            .collect())
+            .collect();
+        Ok(Box::new(VecLister::new(entries)))
     }
 
     async fn open_read(&self, path: &str, offset: u64) -> StorageResult<Box<dyn FileReader>> {
@@ -574,7 +593,8 @@ impl FileWriter for MemoryWriter {
 mod tests {
     use super::*;
 
-    fn names(mut entries: Vec<DirEntry>) -> Vec<String> {
+    async fn names(lister: Box<dyn DirLister>) -> Vec<String> {
+        let mut entries = crate::backend::read_all(lister).await.unwrap();
         entries.sort_by(|a, b| a.name.cmp(&b.name));
         entries.into_iter().map(|e| e.name).collect()
     }
@@ -585,11 +605,14 @@ mod tests {
         fs.put_file("/a/b.txt", b"hello");
         fs.mkdir_all("/a/c/d");
         fs.put_file("/ab", b"x");
-        assert_eq!(names(fs.list_dir("/").await.unwrap()), ["a", "ab"]);
-        assert_eq!(names(fs.list_dir("/a").await.unwrap()), ["b.txt", "c"]);
+        assert_eq!(names(fs.list_dir("/").await.unwrap()).await, ["a", "ab"]);
         assert_eq!(
-            fs.list_dir("/a/b.txt").await.unwrap_err().kind,
-            ErrorKind::NotADirectory
+            names(fs.list_dir("/a").await.unwrap()).await,
+            ["b.txt", "c"]
+        );
+        assert_eq!(
+            fs.list_dir("/a/b.txt").await.err().map(|e| e.kind),
+            Some(ErrorKind::NotADirectory)
         );
         assert_eq!(
             fs.stat("/nope").await.unwrap_err().kind,
@@ -633,7 +656,7 @@ mod tests {
         );
         fs.remove_dir("/z/c/d").await.unwrap();
         fs.delete("/z/b.txt").await.unwrap();
-        assert_eq!(names(fs.list_dir("/z").await.unwrap()), ["c"]);
+        assert_eq!(names(fs.list_dir("/z").await.unwrap()).await, ["c"]);
     }
 
     #[tokio::test]

@@ -1,8 +1,9 @@
-//! The two things a site plugs into the protocol: an [`Authenticator`] that turns
-//! credentials into an [`Account`], and a [`StorageProvider`] that opens a
-//! [`Storage`] per logged-in session. The protocol only ever sees these traits;
-//! `crate::plugin` implements them with WebAssembly components and [`memory`]
-//! implements them in memory for tests.
+//! The things a site plugs into the protocol: an [`Authenticator`] that turns
+//! credentials into an [`Account`], a [`StorageProvider`] that opens a
+//! [`Storage`] per logged-in session (told the session's [`SessionFacts`]), and
+//! [`EventHandler`]s that hear what happened. The protocol only ever sees these
+//! traits; `crate::plugin` implements them with WebAssembly components and
+//! [`memory`] implements them in memory for tests.
 //!
 //! Paths handed to [`Storage`] are absolute, normalized virtual paths (`/a/b`),
 //! already confined to the account's home by the protocol.
@@ -11,14 +12,14 @@ pub mod memory;
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use bytes::Bytes;
 
 bitflags::bitflags! {
     /// What an account may do (mirrors the WIT `permissions` flags).
-    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
     pub struct Permissions: u32 {
         /// RETR, SIZE, MDTM.
         const READ = 1 << 0;
@@ -51,14 +52,65 @@ pub struct Credentials {
     pub site: String,
 }
 
+/// Limits of one account (mirrors the WIT `account-limits`); `None` is no limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AccountLimits {
+    /// Most bytes the account may store: enforced by the storage plugin (552).
+    pub quota_bytes: Option<u64>,
+    /// Most files the account may store: enforced by the storage plugin (552).
+    pub quota_files: Option<u64>,
+    /// Upload bandwidth of all the account's sessions together, bytes/s:
+    /// enforced by the host's data connections (`LoggedIn::account.limits`).
+    pub upload_bytes_per_second: Option<u64>,
+    /// Download (and listing) bandwidth, bytes/s: enforced by the host.
+    pub download_bytes_per_second: Option<u64>,
+    /// Sessions of this account logged in at once on a site: enforced at login
+    /// by the host (`421`).
+    pub max_sessions: Option<u32>,
+}
+
 /// A logged-in account.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Account {
     /// Name shown in listings and logs.
     pub user: String,
     /// Absolute virtual path the session starts in and cannot leave.
     pub home: String,
     pub permissions: Permissions,
+    pub limits: AccountLimits,
+    /// Free-form facts from the auth plugin, handed to the storage session.
+    pub attributes: Vec<(String, String)>,
+}
+
+/// What a storage session is told when it is opened: who logged in, where
+/// from, and what the auth plugin said about the account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionFacts {
+    pub site: String,
+    pub user: String,
+    /// The account's home as the protocol uses it (normalized).
+    pub home: String,
+    pub client_ip: IpAddr,
+    /// Whether the control connection was protected by TLS at login.
+    pub tls: bool,
+    pub permissions: Permissions,
+    pub limits: AccountLimits,
+    pub attributes: Vec<(String, String)>,
+}
+
+impl SessionFacts {
+    pub fn new(site: &str, account: &Account, home: &str, client_ip: IpAddr, tls: bool) -> Self {
+        SessionFacts {
+            site: site.to_string(),
+            user: account.user.clone(),
+            home: home.to_string(),
+            client_ip,
+            tls,
+            permissions: account.permissions,
+            limits: account.limits,
+            attributes: account.attributes.clone(),
+        }
+    }
 }
 
 /// Why a login failed.
@@ -170,6 +222,48 @@ pub enum WriteMode {
     Offset(u64),
 }
 
+/// A directory being listed, a page at a time, so that a directory of any size
+/// is listed in bounded memory.
+#[async_trait]
+pub trait DirLister: Send {
+    /// Up to `max` more entries (without `.` and `..`, in any order); an empty
+    /// page means the listing is complete.
+    async fn next_page(&mut self, max: usize) -> StorageResult<Vec<DirEntry>>;
+}
+
+/// Entries handed out a page at a time from a list already in memory (the
+/// in-memory backend, and 0.1.0 plugins, which return whole listings).
+pub struct VecLister(std::vec::IntoIter<DirEntry>);
+
+impl VecLister {
+    pub fn new(entries: Vec<DirEntry>) -> Self {
+        VecLister(entries.into_iter())
+    }
+}
+
+#[async_trait]
+impl DirLister for VecLister {
+    async fn next_page(&mut self, max: usize) -> StorageResult<Vec<DirEntry>> {
+        Ok(self.0.by_ref().take(max.max(1)).collect())
+    }
+}
+
+/// Reads a listing to its end. For callers that need every entry at once
+/// (STAT over the control connection, the conformance kit); transfers stream.
+pub async fn read_all(mut lister: Box<dyn DirLister>) -> StorageResult<Vec<DirEntry>> {
+    let mut entries = Vec::new();
+    loop {
+        let page = lister.next_page(LIST_PAGE).await?;
+        if page.is_empty() {
+            return Ok(entries);
+        }
+        entries.extend(page);
+    }
+}
+
+/// Entries asked for per [`DirLister::next_page`] call by the protocol.
+pub const LIST_PAGE: usize = 1024;
+
 /// A file open for reading.
 #[async_trait]
 pub trait FileReader: Send {
@@ -198,7 +292,8 @@ pub trait FileWriter: Send {
 #[async_trait]
 pub trait Storage: Send + Sync {
     async fn stat(&self, path: &str) -> StorageResult<Metadata>;
-    async fn list_dir(&self, path: &str) -> StorageResult<Vec<DirEntry>>;
+    /// Starts listing a directory; `NotADirectory` for a file.
+    async fn list_dir(&self, path: &str) -> StorageResult<Box<dyn DirLister>>;
     async fn open_read(&self, path: &str, offset: u64) -> StorageResult<Box<dyn FileReader>>;
     async fn open_write(&self, path: &str, mode: WriteMode) -> StorageResult<Box<dyn FileWriter>>;
     async fn make_dir(&self, path: &str) -> StorageResult<()>;
@@ -210,6 +305,66 @@ pub trait Storage: Send + Sync {
 
 /// Opens a [`Storage`] for each logged-in session of a site.
 pub trait StorageProvider: Send + Sync {
-    /// Cheap: a plugin instance is created lazily on the first call.
-    fn open_session(&self, account: &Account) -> Arc<dyn Storage>;
+    /// Cheap: a plugin instance is created (and told `facts`) lazily, on the
+    /// session's first storage call.
+    fn open_session(&self, facts: &SessionFacts) -> Arc<dyn Storage>;
+}
+
+/// Which kind of thing an [`Event`] reports (mirrors the WIT `event-kind`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    Login,
+    LoginFailed,
+    Logout,
+    Upload,
+    Download,
+    Delete,
+    Rename,
+    Mkdir,
+    Rmdir,
+}
+
+impl EventKind {
+    /// The name event plugins and webhooks see (`login-failed`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            EventKind::Login => "login",
+            EventKind::LoginFailed => "login-failed",
+            EventKind::Logout => "logout",
+            EventKind::Upload => "upload",
+            EventKind::Download => "download",
+            EventKind::Delete => "delete",
+            EventKind::Rename => "rename",
+            EventKind::Mkdir => "mkdir",
+            EventKind::Rmdir => "rmdir",
+        }
+    }
+}
+
+/// Something that happened on a site, for event plugins.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    pub kind: EventKind,
+    pub site: String,
+    /// The account; for `LoginFailed` the USER argument.
+    pub user: String,
+    pub client_ip: IpAddr,
+    /// The storage path acted on (the source of a rename).
+    pub path: Option<String>,
+    /// The new path of a rename.
+    pub target: Option<String>,
+    /// Bytes moved by an upload or download.
+    pub size: Option<u64>,
+    /// How long an upload or download took.
+    pub duration: Option<Duration>,
+    pub ok: bool,
+    pub time: SystemTime,
+}
+
+/// Receives events, one at a time, off the protocol's path (see
+/// `crate::events`, which queues them per site).
+#[async_trait]
+pub trait EventHandler: Send + Sync {
+    /// Handles one event; an error is logged and the event dropped.
+    async fn handle(&self, event: &Event) -> Result<(), String>;
 }

@@ -90,6 +90,46 @@ pub struct DataContext {
     pub tls: Option<Arc<DataTls>>,
     /// The data connection must resume the control connection's TLS session.
     pub require_session_reuse: bool,
+    /// Told how the transfer ended (transfer events), if anyone listens.
+    pub on_end: Option<TransferEnd>,
+}
+
+/// Reports how a transfer ended: bytes moved, how long it took, whether it
+/// completed.
+pub type TransferReport = Box<dyn FnOnce(u64, Duration, bool) + Send + Sync>;
+
+/// Calls its report exactly once: when the transfer ends, or, if the transfer
+/// is dropped before (ABOR, a lost session), on drop with `false`.
+pub struct TransferEnd {
+    report: Option<TransferReport>,
+    progress: Arc<AtomicU64>,
+    started: Instant,
+}
+
+impl TransferEnd {
+    pub fn new(report: TransferReport, progress: Arc<AtomicU64>) -> Self {
+        TransferEnd {
+            report: Some(report),
+            progress,
+            started: Instant::now(),
+        }
+    }
+
+    fn end(&mut self, ok: bool) {
+        if let Some(report) = self.report.take() {
+            report(
+                self.progress.load(Ordering::Relaxed),
+                self.started.elapsed(),
+                ok,
+            );
+        }
+    }
+}
+
+impl Drop for TransferEnd {
+    fn drop(&mut self) {
+        self.end(false);
+    }
 }
 
 /// Opens a passive listener on `ip` with a port from `ports`, starting at a
@@ -307,7 +347,7 @@ impl AsyncWrite for DataStream {
 }
 
 /// Runs one transfer to its final reply.
-pub async fn run(endpoint: DataEndpoint, job: Job, ctx: DataContext) -> Reply {
+pub async fn run(endpoint: DataEndpoint, job: Job, mut ctx: DataContext) -> Reply {
     let stream = match open(endpoint, &ctx).await {
         Ok(stream) => stream,
         Err(reply) => return reply,
@@ -348,6 +388,9 @@ pub async fn run(endpoint: DataEndpoint, job: Job, ctx: DataContext) -> Reply {
         Job::Receive { writer, ascii } => pump(Upload::new(stream, writer, ascii), &ctx).await,
     };
     // Every transfer ends here: the place for transfer events.
+    if let Some(mut on_end) = ctx.on_end.take() {
+        on_end.end(result.is_ok());
+    }
     let bytes = ctx.progress.load(Ordering::Relaxed);
     let secs = started.elapsed().as_secs_f64();
     match result {

@@ -1,12 +1,161 @@
 //! Listing formats: `ls -l` lines for LIST and STAT, RFC 3659 facts for MLSD
-//! and MLST, and the `YYYYMMDDHHMMSS` timestamps of MDTM/MFMT.
+//! and MLST, and the `YYYYMMDDHHMMSS` timestamps of MDTM/MFMT; and
+//! [`ListingReader`], which turns a directory read in pages into those lines
+//! as the data connection takes them.
 
 use std::fmt::Write as _;
 use std::time::SystemTime;
 
+use async_trait::async_trait;
+use bytes::Bytes;
 use chrono::{DateTime, Datelike, NaiveDateTime, TimeZone, Timelike, Utc};
 
-use crate::backend::{EntryKind, Metadata, Permissions};
+use crate::backend::{
+    DirEntry, DirLister, EntryKind, FileReader, LIST_PAGE, Metadata, Permissions, StorageResult,
+};
+
+/// Directories up to this many entries are read whole and sent sorted by
+/// name; a larger one is sent in the storage's order as it is read, so its
+/// listing takes bounded memory whatever its size.
+pub const SORTED_UP_TO: usize = 16_384;
+
+/// The start of a listing, read before the transfer begins (so that "no such
+/// directory" and "no files match" are answered before `150`), and whatever
+/// is left to read.
+pub struct ListingHead {
+    /// Sorted by name when `rest` is `None`.
+    pub entries: Vec<DirEntry>,
+    /// The rest of a directory larger than [`SORTED_UP_TO`], and the wildcard
+    /// its entries must match.
+    pub rest: Option<(Box<dyn DirLister>, Option<glob::Pattern>)>,
+}
+
+impl ListingHead {
+    /// Reads pages until the directory ends (then sorts) or the head is full.
+    /// With a `pattern`, only matching entries count and are kept.
+    pub async fn read(
+        mut lister: Box<dyn DirLister>,
+        pattern: Option<glob::Pattern>,
+    ) -> StorageResult<ListingHead> {
+        let mut entries = Vec::new();
+        loop {
+            let page = lister.next_page(LIST_PAGE).await?;
+            if page.is_empty() {
+                entries.sort_unstable_by(|a: &DirEntry, b| a.name.cmp(&b.name));
+                return Ok(ListingHead {
+                    entries,
+                    rest: None,
+                });
+            }
+            entries.extend(page.into_iter().filter(|e| matches(&pattern, e)));
+            if entries.len() >= SORTED_UP_TO {
+                return Ok(ListingHead {
+                    entries,
+                    rest: Some((lister, pattern)),
+                });
+            }
+        }
+    }
+
+    /// A listing of one entry (LIST of a file).
+    pub fn one(entry: DirEntry) -> Self {
+        ListingHead {
+            entries: vec![entry],
+            rest: None,
+        }
+    }
+}
+
+/// Shell-style wildcard options for listing arguments: `*` never matches a
+/// `/` or a leading `.`, as in a shell.
+pub const GLOB_OPTIONS: glob::MatchOptions = glob::MatchOptions {
+    case_sensitive: true,
+    require_literal_separator: true,
+    require_literal_leading_dot: true,
+};
+
+fn matches(pattern: &Option<glob::Pattern>, entry: &DirEntry) -> bool {
+    pattern
+        .as_ref()
+        .is_none_or(|p| p.matches_with(&entry.name, GLOB_OPTIONS))
+}
+
+/// How each entry of a listing is written.
+#[derive(Debug, Clone)]
+pub enum LineFormat {
+    /// LIST: `ls -l` lines, dated relative to `now`.
+    Long { now: DateTime<Utc> },
+    /// MLSD: RFC 3659 facts.
+    Mlsd {
+        perms: Permissions,
+        facts: MlstFacts,
+    },
+    /// NLST: names, each after `prefix` (a wildcard's directory part).
+    Names { prefix: String },
+}
+
+impl LineFormat {
+    pub fn write(&self, out: &mut String, entry: &DirEntry) {
+        match self {
+            LineFormat::Long { now } => list_line(out, &entry.name, &entry.metadata, *now),
+            LineFormat::Mlsd { perms, facts } => {
+                mlsd_line(out, &entry.name, &entry.metadata, *perms, *facts)
+            }
+            LineFormat::Names { prefix } => {
+                // A name with a line break would read as two names.
+                if !entry.name.chars().any(char::is_control) {
+                    out.push_str(prefix);
+                    out.push_str(&entry.name);
+                    out.push_str("\r\n");
+                }
+            }
+        }
+    }
+}
+
+/// A listing as a byte source for the data connection: formats the head,
+/// then reads and formats the rest a page at a time as the connection takes
+/// the text (the data connection reads ahead of the socket, so the next page
+/// is read while the previous one is sent).
+pub struct ListingReader {
+    pending: std::vec::IntoIter<DirEntry>,
+    rest: Option<(Box<dyn DirLister>, Option<glob::Pattern>)>,
+    format: LineFormat,
+}
+
+impl ListingReader {
+    pub fn new(head: ListingHead, format: LineFormat) -> Self {
+        ListingReader {
+            pending: head.entries.into_iter(),
+            rest: head.rest,
+            format,
+        }
+    }
+}
+
+#[async_trait]
+impl FileReader for ListingReader {
+    async fn read(&mut self, max: usize) -> StorageResult<Bytes> {
+        let mut out = String::with_capacity(max.min(1 << 20) + 512);
+        while out.len() < max {
+            if let Some(entry) = self.pending.next() {
+                self.format.write(&mut out, &entry);
+                continue;
+            }
+            let Some((lister, pattern)) = &mut self.rest else {
+                break;
+            };
+            let page = lister.next_page(LIST_PAGE).await?;
+            if page.is_empty() {
+                self.rest = None;
+                break;
+            }
+            let kept: Vec<DirEntry> = page.into_iter().filter(|e| matches(pattern, e)).collect();
+            self.pending = kept.into_iter();
+        }
+        Ok(Bytes::from(out))
+    }
+}
 
 const MONTHS: [&str; 12] = [
     "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",

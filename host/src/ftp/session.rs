@@ -34,8 +34,9 @@ pub enum State {
     NeedUser,
     /// INAUTH: USER given, waiting for PASS.
     NeedPass { user: String, site: Arc<Site> },
-    /// AUTHED (and RENAMING while `rename_from` is set).
-    LoggedIn(LoggedIn),
+    /// AUTHED (and RENAMING while `rename_from` is set). Boxed: the account
+    /// (limits, attributes) makes it much larger than the other states.
+    LoggedIn(Box<LoggedIn>),
 }
 
 /// Everything that exists only after login.
@@ -328,7 +329,7 @@ impl Session {
     /// PASS was accepted on `site`.
     pub fn log_in(&mut self, site: Arc<Site>, user: LoggedIn) {
         self.site = Some(site);
-        self.state = State::LoggedIn(user);
+        self.state = State::LoggedIn(Box::new(user));
     }
 
     /// PASV/EPSV/PORT/EPRT: where the next transfer's data connection comes from.
@@ -391,14 +392,14 @@ impl Session {
 
     pub fn logged_in(&self) -> Option<&LoggedIn> {
         match &self.state {
-            State::LoggedIn(user) => Some(user),
+            State::LoggedIn(user) => Some(user.as_ref()),
             _ => None,
         }
     }
 
     pub fn logged_in_mut(&mut self) -> Option<&mut LoggedIn> {
         match &mut self.state {
-            State::LoggedIn(user) => Some(user),
+            State::LoggedIn(user) => Some(user.as_mut()),
             _ => None,
         }
     }
@@ -456,7 +457,14 @@ impl Session {
 
     /// Starts `job` on the prepared data connection and returns the `150`
     /// preliminary reply; the final reply comes from the task when it ends.
-    pub fn start_transfer(&mut self, job: Job, what: String, preliminary: &str) -> HandlerResult {
+    /// `report`, if any, is told how the transfer ended (see `dtp::TransferEnd`).
+    pub fn start_transfer(
+        &mut self,
+        job: Job,
+        what: String,
+        preliminary: &str,
+        report: Option<dtp::TransferReport>,
+    ) -> HandlerResult {
         let endpoint = self.data.take().ok_or_else(|| {
             Reply::new(
                 ReplyCode::CantOpenDataConnection,
@@ -477,6 +485,7 @@ impl Session {
                 .clone()
                 .filter(|_| self.security.protect_data),
             require_session_reuse: self.tls_policy().require_session_reuse,
+            on_end: report.map(|report| dtp::TransferEnd::new(report, progress.clone())),
         };
         let record = super::events::TransferRecord::start(self, &job, &what, &progress);
         let run = dtp::run(endpoint, job, ctx);

@@ -78,6 +78,7 @@ pub fn site_with_tls(
         sessions: Default::default(),
         ops: crate::site::SiteOps::detached("example"),
         tls,
+        events: Default::default(),
     });
     (site, fs, auth)
 }
@@ -176,15 +177,23 @@ impl Harness {
             user: "alice".into(),
             home: "/home/alice".into(),
             permissions: self.permissions,
+            ..Default::default()
         };
-        self.session.state = session::State::LoggedIn(session::LoggedIn {
+        let facts = crate::backend::SessionFacts::new(
+            &site.name,
+            &account,
+            &account.home,
+            self.session.client_ip(),
+            false,
+        );
+        self.session.state = session::State::LoggedIn(Box::new(session::LoggedIn {
             home: account.home.clone(),
-            storage: site.storage.open_session(&account),
+            storage: site.storage.open_session(&facts),
             account,
             cwd: "/".into(),
             rename_from: None,
             ticket: site.enter().expect("test sites have no session limit"),
-        });
+        }));
     }
 
     /// Runs one command line and returns its reply.

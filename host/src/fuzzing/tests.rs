@@ -174,8 +174,9 @@ fn session_check_sees_a_change_outside_the_home() {
             user: "root".into(),
             home: "/".into(),
             permissions: Permissions::all(),
+            ..Account::default()
         };
-        let storage = site.storage.open_session(&account);
+        let storage = site.storage.open_session(&whole_tree_facts(&account));
         let before = snapshot(&*storage).await;
         storage.delete("/home/bob/secret").await.expect("delete");
         let after = snapshot(&*storage).await;

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-use super::{BenchArgs, Kind, Loaded, async_runtime, kit_account};
+use super::{BenchArgs, Kind, Loaded, async_runtime, kit_facts};
 use crate::backend::Credentials;
 
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
@@ -105,7 +105,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
                 let sessions = 20u32;
                 let mut first = Duration::ZERO;
                 for _ in 0..sessions {
-                    let session = provider.open_session(&kit_account());
+                    let session = provider.open_session(&kit_facts());
                     let started = Instant::now();
                     session
                         .stat("/")
@@ -113,7 +113,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
                         .map_err(|e| anyhow::anyhow!("stat: {e}"))?;
                     first += started.elapsed();
                 }
-                let session = provider.open_session(&kit_account());
+                let session = provider.open_session(&kit_facts());
                 session
                     .stat("/")
                     .await

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 
-use crate::backend::{Account, Authenticator, Permissions, StorageProvider};
+use crate::backend::{Account, Authenticator, Permissions, SessionFacts, StorageProvider};
 use crate::plugin::{
     Grant, GrantMode, PluginLimits, PluginRuntime, PluginSource, PluginSpec, RuntimeOptions,
 };
@@ -137,7 +137,7 @@ fn test(args: TestArgs) -> anyhow::Result<bool> {
             if !args.expect.is_empty() {
                 bail!("--expect is for auth plugins");
             }
-            let session = provider.open_session(&kit_account());
+            let session = provider.open_session(&kit_facts());
             tokio.block_on(storage::run(session.as_ref(), &mut report));
         }
         Kind::Auth(authenticator) => {
@@ -163,13 +163,16 @@ fn inspect(file: &str, functions: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The account a storage battery session runs as: everything allowed, home `/`.
-fn kit_account() -> Account {
-    Account {
+/// The session a storage battery runs as: user `kit`, everything allowed,
+/// home `/`, from 127.0.0.1, no limits or attributes.
+fn kit_facts() -> SessionFacts {
+    let account = Account {
         user: "kit".into(),
         home: "/".into(),
         permissions: Permissions::all(),
-    }
+        ..Account::default()
+    };
+    SessionFacts::new("kit", &account, "/", IpAddr::from([127, 0, 0, 1]), false)
 }
 
 /// A loaded plugin and what it was given; removes its temporary directory on drop.
@@ -220,14 +223,13 @@ impl Loaded {
             temp_dir = Some(dir);
         }
         let spec = PluginSpec {
-            site: "kit".into(),
-            source,
             config: args.config.clone(),
             grants: grants.clone(),
             limits: PluginLimits {
                 call_timeout: args.call_timeout,
                 ..PluginLimits::default()
             },
+            ..PluginSpec::new("kit", source)
         };
         let cache_dir = if cache {
             args.cache_dir.clone().or_else(default_cache_dir)

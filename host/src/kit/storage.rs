@@ -11,7 +11,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 
 use super::report::{Outcome, Report};
-use crate::backend::{EntryKind, ErrorKind, Storage, StorageError, StorageResult, WriteMode};
+use crate::backend::{
+    DirEntry, EntryKind, ErrorKind, Storage, StorageError, StorageResult, WriteMode,
+};
+
+/// A whole listing, read page by page.
+async fn list(s: &dyn Storage, path: &str) -> StorageResult<Vec<DirEntry>> {
+    crate::backend::read_all(s.list_dir(path).await?).await
+}
 
 /// What a check body returns: `Err` is a failure with its reason.
 type Check = Result<Outcome, String>;
@@ -180,7 +187,7 @@ pub async fn run<W: std::io::Write>(storage: &dyn Storage, report: &mut Report<W
 
     check!("list-dir: names, kinds and sizes", async {
         b.s.make_dir(&p("sub")).await.map_err(|e| describe(&e))?;
-        let mut entries = b.s.list_dir(&base).await.map_err(|e| describe(&e))?;
+        let mut entries = list(b.s, &base).await.map_err(|e| describe(&e))?;
         entries.sort_by(|x, y| x.name.cmp(&y.name));
         let names: Vec<&str> = entries.iter().map(|e| e.name.as_str()).collect();
         let expected = [
@@ -217,17 +224,17 @@ pub async fn run<W: std::io::Write>(storage: &dyn Storage, report: &mut Report<W
         )
     });
     check!("list-dir: empty directory -> no entries", async {
-        let entries = b.s.list_dir(&p("sub")).await.map_err(|e| describe(&e))?;
+        let entries = list(b.s, &p("sub")).await.map_err(|e| describe(&e))?;
         want(entries.is_empty(), format!("{} entries", entries.len()))
     });
     check!("list-dir: a file -> not-a-directory", async {
         expect_err(
-            b.s.list_dir(&p("small.txt")).await,
+            list(b.s, &p("small.txt")).await,
             &[ErrorKind::NotADirectory],
         )
     });
     check!("list-dir: missing -> not-found", async {
-        expect_err(b.s.list_dir(&p("missing")).await, &[ErrorKind::NotFound])
+        expect_err(list(b.s, &p("missing")).await, &[ErrorKind::NotFound])
     });
     check!("open-read: missing -> not-found", async {
         expect_err(
@@ -470,7 +477,7 @@ impl Battery<'_> {
         let path = format!("{dir}/{name}");
         let data = name.as_bytes();
         self.round_trip(&path, data, 64).await?;
-        let listed = self.s.list_dir(dir).await.map_err(|e| describe(&e))?;
+        let listed = list(self.s, dir).await.map_err(|e| describe(&e))?;
         want(
             listed.iter().any(|e| e.name == name),
             format!("{name:?} is not in the listing of {dir}"),
@@ -489,9 +496,7 @@ impl Battery<'_> {
                 continue;
             }
             stack.push((path.clone(), true));
-            for e in self
-                .s
-                .list_dir(&path)
+            for e in list(self.s, &path)
                 .await
                 .map_err(|e| format!("list-dir {path}: {}", describe(&e)))?
             {

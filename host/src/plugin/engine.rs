@@ -14,7 +14,8 @@ use wasmtime::{
 use wasmtime_wasi_config::WasiConfigVariables;
 
 use super::cache::{CacheStats, ComponentCache};
-use super::instance::{HostState, PluginContext};
+use super::http::OutboundPolicy;
+use super::instance::{ContractVersion, HostState, PluginContext};
 use super::{PluginSource, PluginSpec, RuntimeOptions};
 
 mod generated {
@@ -43,13 +44,24 @@ pub(super) const EPOCH_TICK: Duration = Duration::from_millis(10);
 pub(super) enum World {
     Auth,
     Storage,
+    Events,
 }
 
 impl World {
-    fn export(self) -> &'static str {
+    /// The interface the world exports, in each contract version that has
+    /// it, newest first.
+    fn exports(self) -> &'static [(&'static str, ContractVersion)] {
+        use ContractVersion::{V01, V02};
         match self {
-            World::Auth => "wasmftpd:plugin/auth@0.1.0",
-            World::Storage => "wasmftpd:plugin/storage@0.1.0",
+            World::Auth => &[
+                ("wasmftpd:plugin/auth@0.2.0", V02),
+                ("wasmftpd:plugin/auth@0.1.0", V01),
+            ],
+            World::Storage => &[
+                ("wasmftpd:plugin/storage@0.2.0", V02),
+                ("wasmftpd:plugin/storage@0.1.0", V01),
+            ],
+            World::Events => &[("wasmftpd:plugin/events@0.2.0", V02)],
         }
     }
 
@@ -57,6 +69,7 @@ impl World {
         match self {
             World::Auth => "an auth plugin",
             World::Storage => "a storage plugin",
+            World::Events => "an event plugin",
         }
     }
 }
@@ -117,28 +130,50 @@ impl PluginEngine {
         check_is_component(&bytes)?;
         let component = self.cache.component(&self.engine, &bytes)?;
 
-        if component.get_export_index(None, world.export()).is_none() {
+        let Some(&(_, version)) = world
+            .exports()
+            .iter()
+            .find(|(name, _)| component.get_export_index(None, name).is_some())
+        else {
+            let names: Vec<String> = world
+                .exports()
+                .iter()
+                .map(|(name, _)| format!("`{name}`"))
+                .collect();
             bail!(
-                "the component does not export `{}`, so it is not {}",
-                world.export(),
+                "the component exports none of {}, so it is not {} this server can run",
+                names.join(", "),
                 world.kind()
             );
-        }
+        };
         let pre = self.linker.instantiate_pre(&component).map_err(|e| {
             anyhow!(
                 "the component needs something the host does not provide \
-                 (plugins may import WASI 0.2 and wasi:config/store only): {}",
+                 (plugins may import WASI 0.2, wasi:config/store, wasi:http and \
+                 wasmftpd:plugin's password and cache): {}",
                 anyhow::Error::from(e)
             )
         })?;
 
+        let site: Arc<str> = spec.site.as_str().into();
+        let plugin: Arc<str> = plugin_name(&spec.source).into();
+        let outbound = OutboundPolicy {
+            site: site.clone(),
+            plugin: plugin.clone(),
+            allowed: spec.allowed_hosts.clone(),
+            max_response: spec.max_response_size,
+            between_frames: spec.limits.call_timeout,
+        };
         let context = PluginContext {
             engine: self.engine.clone(),
-            site: spec.site.as_str().into(),
-            plugin: plugin_name(&spec.source).into(),
+            site,
+            plugin,
+            version,
             config: Arc::new(spec.config.iter().cloned().collect::<WasiConfigVariables>()),
             preopens: Arc::new(super::file_io::Preopens::open(&spec.grants)?),
             limits: spec.limits,
+            outbound: Arc::new(outbound),
+            cache: Arc::default(),
         };
         Ok(Loaded {
             context: Arc::new(context),
@@ -224,17 +259,25 @@ fn engine_config() -> Config {
     config
 }
 
-/// The host side of every import a plugin may have: WASI 0.2 (with network and
-/// environment withheld by each store's `WasiCtx`), `wasi:config/store`, and
-/// our `types` interface, which has no functions.
+/// The host side of every import a plugin may have: WASI 0.2 (with sockets
+/// and environment withheld by each store's `WasiCtx`), `wasi:http` (each
+/// request checked by the store's `Outbound` hooks), `wasi:config/store`, our
+/// `password` and `cache` interfaces, and our `types` interfaces of both
+/// contract versions, which have no functions.
 fn host_linker(engine: &Engine) -> anyhow::Result<Linker<HostState>> {
+    use super::bindings::auth::wasmftpd::plugin::{cache, password};
+    use wasmtime::component::HasSelf;
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
     super::file_io::add_to_linker(&mut linker)?;
     wasmtime_wasi_config::add_to_linker(&mut linker, |state: &mut HostState| {
         wasmtime_wasi_config::WasiConfig::from(&*state.config)
     })?;
+    password::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |state| state)?;
+    cache::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |state| state)?;
     linker.instance("wasmftpd:plugin/types@0.1.0")?;
+    linker.instance("wasmftpd:plugin/types@0.2.0")?;
     Ok(linker)
 }
 

@@ -48,9 +48,10 @@
 //! wasmtime-wasi's `stat-at`. The answer is the entry as it was a moment
 //! earlier, which a guest cannot tell from a `stat` made then.
 
+use std::collections::BTreeMap;
 use std::ffi::CString;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 
 use bytes::{Bytes, BytesMut};
 use rustix::io::Errno;
@@ -355,48 +356,55 @@ fn read_at(file: &std::fs::File, len: usize, offset: u64) -> Result<Vec<u8>, Err
     }
 }
 
-/// A directory being listed: its entries as `getdents` gave them, and their
-/// no-follow `statx`, filled in by whichever thread gets to an entry first.
+/// A directory being listed, read a block of entries at a time: `getdents`
+/// for the names, then a no-follow `statx` of each (the `stat`s are most of a
+/// large listing's time). Blocks are made ahead of the guest by a helper
+/// thread, at most [`WINDOW`] blocks ahead, and dropped once handed out, so a
+/// directory of any size is listed in bounded memory.
 ///
-/// The `stat`s are most of a large listing's time. A helper thread works
-/// through the entries from the front, starting while the guest's thread is
-/// still reading the directory (entries are published in blocks as they are
-/// read). The guest's thread needs entry `k`'s metadata when it hands out
-/// entry `k`; when it finds it not done yet, it takes the next undone entries
-/// itself. So both cores work and nothing waits on a lock: each entry is
-/// claimed once with an atomic counter, and if the guest needs an entry the
-/// helper claimed but has not finished, it simply `stat`s it too (the first
-/// answer is kept).
+/// Whoever needs a block makes it: the guest's thread makes the first ones
+/// itself (a small directory costs no thread), and makes the block it needs if
+/// the helper has not claimed it yet; it waits only for a block the helper is
+/// already making. Names are read under a lock (which also numbers the
+/// blocks), the `stat`s outside it, so the helper and the guest's thread
+/// `stat` different blocks at once and both cores work.
 struct Listing {
     dir: Arc<std::fs::File>,
-    /// Published in order while the directory is read; every block but the
-    /// last holds [`BLOCK`] entries.
-    blocks: RwLock<Vec<Arc<Block>>>,
-    /// The number of entries, set once the whole directory has been read.
-    total: OnceLock<usize>,
-    /// The first entry nobody has claimed yet.
-    next_unclaimed: AtomicUsize,
+    state: Mutex<ListingState>,
+    /// Signalled when a block is published or handed out, and on abandon.
+    changed: Condvar,
     /// Set when the guest drops the stream: the helper stops.
     abandoned: AtomicBool,
-    /// The helper, woken when a block is published.
-    helper: OnceLock<std::thread::Thread>,
 }
 
-/// Entries are published to the helper this many at a time.
+struct ListingState {
+    /// The directory's remaining names; `None` once read to the end (or a
+    /// failed `getdents`).
+    names: Option<rustix::fs::Dir>,
+    /// The number the next block made will have.
+    next_block: usize,
+    /// Blocks made and not handed out yet, by number.
+    published: BTreeMap<usize, Arc<Block>>,
+    /// How many blocks there are, once the names are read to the end.
+    blocks: Option<usize>,
+    /// The number of the block the guest is on (for the helper's window).
+    consumed: usize,
+    helper_started: bool,
+}
+
+/// Entries are read and `stat`ed this many at a time.
 const BLOCK: usize = 256;
+
+/// How many blocks the helper may make ahead of the guest.
+const WINDOW: usize = 8;
+
+/// Once the guest's thread has made this many blocks itself, a helper thread
+/// is started; below it one would cost more than it saves.
+const BLOCKS_BEFORE_HELPER: usize = 2;
 
 struct Block {
     raw: Vec<RawEntry>,
-    stats: Vec<OnceLock<Result<rustix::fs::Statx, Errno>>>,
-}
-
-impl Block {
-    fn new(raw: Vec<RawEntry>) -> Arc<Block> {
-        Arc::new(Block {
-            stats: raw.iter().map(|_| OnceLock::new()).collect(),
-            raw,
-        })
-    }
+    stats: Vec<Result<rustix::fs::Statx, Errno>>,
 }
 
 /// What `getdents` gave, before names are checked and types completed.
@@ -405,24 +413,6 @@ enum RawEntry {
     /// `getdents` failed here; the stream ends with this error.
     Failed(Errno),
 }
-
-/// The block a thread is working in, so that finding an entry takes no lock.
-#[derive(Default)]
-struct BlockCursor(Option<(usize, Arc<Block>)>);
-
-impl BlockCursor {
-    fn get(&mut self, listing: &Listing, index: usize) -> Option<&Block> {
-        if self.0.as_ref().is_none_or(|(cached, _)| *cached != index) {
-            let blocks = listing.blocks.read().unwrap_or_else(|e| e.into_inner());
-            self.0 = Some((index, blocks.get(index)?.clone()));
-        }
-        self.0.as_ref().map(|(_, block)| &**block)
-    }
-}
-
-/// Once this many entries are read a helper thread is started; below it one
-/// would cost more than it saves.
-const ENTRIES_FOR_HELPER: usize = 512;
 
 /// Helper threads running now, across all sessions. They are only useful up
 /// to the number of cores; beyond that a listing is done by its own thread.
@@ -452,19 +442,10 @@ impl Drop for HelperSlot {
     }
 }
 
-/// What [`Listing::stat_next`] did.
-enum Claim {
-    Done,
-    NothingLeft,
-}
-
 impl Listing {
-    /// Reads the whole directory (as wasmtime-wasi does: all entries before
-    /// the first is handed out), starting the helper once it is large enough.
-    /// All entries but `.` and `..`, in `getdents` order; a failed `getdents`
-    /// ends the list. Blocking is fine here for the same reason as in
-    /// [`read_at`].
-    fn read(dir: Arc<std::fs::File>) -> Result<Arc<Listing>, Errno> {
+    /// Opens the directory for listing; nothing is read yet. Blocking is fine
+    /// here for the same reason as in [`read_at`].
+    fn open(dir: Arc<std::fs::File>) -> Result<Arc<Listing>, Errno> {
         use rustix::fs::{Mode, OFlags};
         // A fresh descriptor, so the listing starts at the beginning and does
         // not move the preopen's own position.
@@ -474,109 +455,70 @@ impl Listing {
             OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
             Mode::empty(),
         )?;
-        let entries = rustix::fs::Dir::new(fd)?;
-        let listing = Arc::new(Listing {
+        let names = rustix::fs::Dir::new(fd)?;
+        Ok(Arc::new(Listing {
             dir,
-            blocks: RwLock::new(Vec::new()),
-            total: OnceLock::new(),
-            next_unclaimed: AtomicUsize::new(0),
+            state: Mutex::new(ListingState {
+                names: Some(names),
+                next_block: 0,
+                published: BTreeMap::new(),
+                blocks: None,
+                consumed: 0,
+                helper_started: false,
+            }),
+            changed: Condvar::new(),
             abandoned: AtomicBool::new(false),
-            helper: OnceLock::new(),
-        });
-        let mut block = Vec::with_capacity(BLOCK);
-        let mut published = 0;
-        for entry in entries {
-            match entry {
-                Ok(entry) => {
-                    let name = entry.file_name();
-                    if name.to_bytes() == b"." || name.to_bytes() == b".." {
-                        continue;
+        }))
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, ListingState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Makes the next block: reads up to [`BLOCK`] names (all but `.` and
+    /// `..`, in `getdents` order; a failed `getdents` ends the names), `stat`s
+    /// them and publishes the block. `false` when there was nothing to read.
+    fn make_block(&self) -> bool {
+        let (number, raw) = {
+            let mut state = self.state();
+            let Some(names) = state.names.as_mut() else {
+                return false;
+            };
+            let mut raw = Vec::with_capacity(BLOCK);
+            let mut ended = false;
+            while raw.len() < BLOCK {
+                match names.next() {
+                    Some(Ok(entry)) => {
+                        let name = entry.file_name();
+                        if name.to_bytes() != b"." && name.to_bytes() != b".." {
+                            raw.push(RawEntry::Entry(name.to_owned(), entry.file_type()));
+                        }
                     }
-                    block.push(RawEntry::Entry(name.to_owned(), entry.file_type()));
-                }
-                Err(e) => {
-                    block.push(RawEntry::Failed(e));
-                    break;
-                }
-            }
-            if block.len() == BLOCK {
-                listing.publish(std::mem::replace(&mut block, Vec::with_capacity(BLOCK)));
-                published += BLOCK;
-                if published == ENTRIES_FOR_HELPER {
-                    Listing::start_helper(&listing);
+                    Some(Err(e)) => {
+                        raw.push(RawEntry::Failed(e));
+                        ended = true;
+                        break;
+                    }
+                    None => {
+                        ended = true;
+                        break;
+                    }
                 }
             }
-        }
-        let total = published + block.len();
-        listing.publish(block);
-        let _ = listing.total.set(total);
-        if let Some(helper) = listing.helper.get() {
-            helper.unpark();
-        }
-        Ok(listing)
-    }
-
-    fn publish(&self, raw: Vec<RawEntry>) {
-        self.blocks
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(Block::new(raw));
-        if let Some(helper) = self.helper.get() {
-            helper.unpark();
-        }
-    }
-
-    fn start_helper(listing: &Arc<Listing>) {
-        if !HelperSlot::take() {
-            return;
-        }
-        let helper = listing.clone();
-        let work = move || {
-            let _slot = HelperSlot;
-            let mut cursor = BlockCursor::default();
-            while !helper.abandoned.load(Ordering::Relaxed) {
-                if let Claim::NothingLeft = helper.stat_next(&mut cursor, true) {
-                    break;
-                }
+            let number = state.next_block;
+            state.next_block += 1;
+            if ended {
+                state.names = None;
+                state.blocks = Some(number + 1);
             }
+            (number, raw)
         };
-        // Without a thread the guest's thread does all the work: slower, the
-        // same result.
-        match std::thread::Builder::new()
-            .name("wasmftpd-list".into())
-            .spawn(work)
-        {
-            Ok(thread) => {
-                let _ = listing.helper.set(thread.thread().clone());
-            }
-            Err(_) => drop(HelperSlot),
-        }
-    }
-
-    /// Claims the next unclaimed entry and `stat`s it. Only the helper may
-    /// `wait` for entries not read yet; the guest's thread claims after the
-    /// whole directory is read.
-    fn stat_next(&self, cursor: &mut BlockCursor, wait: bool) -> Claim {
-        let i = self.next_unclaimed.fetch_add(1, Ordering::Relaxed);
-        loop {
-            if let Some(block) = cursor.get(self, i / BLOCK) {
-                let j = i % BLOCK;
-                let Some(raw) = block.raw.get(j) else {
-                    return Claim::NothingLeft;
-                };
-                let _ = block.stats[j].set(self.stat(raw));
-                return Claim::Done;
-            }
-            match self.total.get() {
-                // Published before `total` was set: look again.
-                Some(&total) if i < total => continue,
-                Some(_) => return Claim::NothingLeft,
-                None if wait && !self.abandoned.load(Ordering::Relaxed) => {
-                    std::thread::park_timeout(std::time::Duration::from_millis(1));
-                }
-                None => return Claim::NothingLeft,
-            }
-        }
+        let stats = raw.iter().map(|entry| self.stat(entry)).collect();
+        self.state()
+            .published
+            .insert(number, Arc::new(Block { raw, stats }));
+        self.changed.notify_all();
+        true
     }
 
     fn stat(&self, raw: &RawEntry) -> Result<rustix::fs::Statx, Errno> {
@@ -590,48 +532,117 @@ impl Listing {
             RawEntry::Failed(e) => Err(*e),
         }
     }
+
+    /// Block `number`, made by whichever thread gets to it first; `None`
+    /// past the last block. Called by the guest's thread, in order.
+    fn take_block(self: &Arc<Self>, number: usize) -> Option<Arc<Block>> {
+        loop {
+            let mut state = self.state();
+            state.consumed = number;
+            if let Some(block) = state.published.remove(&number) {
+                let start_helper = number + 1 >= BLOCKS_BEFORE_HELPER
+                    && state.names.is_some()
+                    && !state.helper_started;
+                if start_helper {
+                    state.helper_started = true;
+                }
+                drop(state);
+                // The helper may be waiting for room in its window.
+                self.changed.notify_all();
+                if start_helper {
+                    Listing::start_helper(self);
+                }
+                return Some(block);
+            }
+            if state.blocks.is_some_and(|blocks| number >= blocks) {
+                return None;
+            }
+            if number >= state.next_block {
+                // Nobody has claimed it: make it here.
+                drop(state);
+                if !self.make_block() {
+                    // Read to the end meanwhile: look again.
+                    continue;
+                }
+                continue;
+            }
+            // The helper is making it.
+            let _unused = self
+                .changed
+                .wait_timeout(state, std::time::Duration::from_millis(100))
+                .unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    fn start_helper(listing: &Arc<Listing>) {
+        if !HelperSlot::take() {
+            return;
+        }
+        let helper = listing.clone();
+        let work = move || {
+            let _slot = HelperSlot;
+            while !helper.abandoned.load(Ordering::Relaxed) {
+                {
+                    let state = helper.state();
+                    if state.next_block >= state.consumed + WINDOW {
+                        let _unused = helper
+                            .changed
+                            .wait_timeout(state, std::time::Duration::from_millis(100))
+                            .unwrap_or_else(|e| e.into_inner());
+                        continue;
+                    }
+                }
+                if !helper.make_block() {
+                    break;
+                }
+            }
+        };
+        // Without a thread the guest's thread does all the work: slower, the
+        // same result.
+        if std::thread::Builder::new()
+            .name("wasmftpd-list".into())
+            .spawn(work)
+            .is_err()
+        {
+            drop(HelperSlot);
+        }
+    }
 }
 
-/// The guest's `directory-entry-stream`: a [`Listing`] (read in full) handed
-/// out one entry per `read-directory-entry`.
+/// The guest's `directory-entry-stream`: a [`Listing`] handed out one entry
+/// per `read-directory-entry`.
 struct DirEntries {
     listing: Arc<Listing>,
-    /// The listing's blocks, all of them.
-    blocks: Vec<Arc<Block>>,
-    /// Where this thread claims entries.
-    cursor: BlockCursor,
-    /// Index of the next entry to hand out.
+    /// The block being handed out, and its number.
+    block: Option<(usize, Arc<Block>)>,
+    /// Index of the next entry to hand out, in the whole listing.
     next: usize,
     /// The entry handed out last and its metadata, until a `stat-at` of it
     /// takes it.
-    last: Option<(usize, DescriptorStat)>,
+    last: Option<(CString, DescriptorStat)>,
+    /// Set after a failed `getdents`: the stream has ended.
+    failed: bool,
 }
 
 impl DirEntries {
-    fn raw(&self, k: usize) -> Option<&RawEntry> {
-        self.blocks.get(k / BLOCK)?.raw.get(k % BLOCK)
-    }
-
-    /// Entry `k`'s `stat`, doing undone work (the earliest first) until it
-    /// is there.
-    fn wait_stat(&mut self, k: usize) -> Result<rustix::fs::Statx, Errno> {
-        let block = &self.blocks[k / BLOCK];
-        let slot = &block.stats[k % BLOCK];
-        loop {
-            if let Some(stat) = slot.get() {
-                return *stat;
-            }
-            if let Claim::NothingLeft = self.listing.stat_next(&mut self.cursor, false) {
-                // Everything is claimed and `k` is still being done elsewhere.
-                return *slot.get_or_init(|| self.listing.stat(&block.raw[k % BLOCK]));
-            }
+    /// Entry `k` and its `stat`, taking the next block when `k` starts one.
+    fn entry(&mut self, k: usize) -> Option<(&RawEntry, Result<rustix::fs::Statx, Errno>)> {
+        let number = k / BLOCK;
+        if self.block.as_ref().is_none_or(|(n, _)| *n != number) {
+            // Dropping the previous block here keeps memory bounded.
+            self.block = None;
+            self.block = Some((number, self.listing.take_block(number)?));
         }
+        let (_, block) = self.block.as_ref()?;
+        let i = k % BLOCK;
+        Some((block.raw.get(i)?, *block.stats.get(i)?))
     }
 }
 
 impl Drop for DirEntries {
     fn drop(&mut self) {
         self.listing.abandoned.store(true, Ordering::Relaxed);
+        self.listing.changed.notify_all();
     }
 }
 
@@ -645,21 +656,16 @@ fn read_directory(
         Descriptor::Dir(d) => d.dir.clone(),
         Descriptor::File(_) => return Ok((Err(ErrorCode::NotDirectory),)),
     };
-    let listing = match Listing::read(dir) {
+    let listing = match Listing::open(dir) {
         Ok(listing) => listing,
         Err(e) => return Ok((Err(error_code(e)),)),
     };
-    let blocks = listing
-        .blocks
-        .read()
-        .unwrap_or_else(|e| e.into_inner())
-        .clone();
     let stream = state.table().push(DirEntries {
         listing,
-        blocks,
-        cursor: BlockCursor::default(),
+        block: None,
         next: 0,
         last: None,
+        failed: false,
     })?;
     // Only the newest listing answers `stat-at`: guests list one directory
     // at a time, and this keeps the lookup a single check.
@@ -677,33 +683,35 @@ fn read_directory_entry(
 ) -> Answer<Option<DirectoryEntry>> {
     use rustix::fs::FileType;
     let entries = store.data_mut().table().get_mut(&stream)?;
-    let k = entries.next;
     entries.last = None;
-    let (name, file_type) = match entries.raw(k) {
+    if entries.failed {
+        return Ok((Ok(None),));
+    }
+    let k = entries.next;
+    let (name, file_type, stat) = match entries.entry(k) {
         None => return Ok((Ok(None),)),
-        Some(RawEntry::Failed(e)) => {
+        Some((RawEntry::Failed(e), _)) => {
             let e = *e;
-            entries.next = usize::MAX;
+            entries.failed = true;
             return Ok((Err(error_code(e)),));
         }
-        Some(RawEntry::Entry(name, file_type)) => (name.clone(), *file_type),
+        Some((RawEntry::Entry(name, file_type), stat)) => (name.clone(), *file_type, stat),
     };
     entries.next += 1;
-    let stat = entries.wait_stat(k);
     let file_type = match (file_type, &stat) {
         (FileType::Unknown, Ok(stat)) => FileType::from_raw_mode(stat.stx_mode.into()),
         (FileType::Unknown, Err(e)) => return Ok((Err(error_code(*e)),)),
         (known, _) => known,
     };
-    let Ok(name) = name.into_string() else {
+    let Ok(utf8) = name.clone().into_string() else {
         return Ok((Err(ErrorCode::IllegalByteSequence),));
     };
     if let Ok(stat) = &stat {
-        entries.last = Some((k, descriptor_stat(stat)));
+        entries.last = Some((name, descriptor_stat(stat)));
     }
     Ok((Ok(Some(DirectoryEntry {
         type_: descriptor_type(file_type),
-        name,
+        name: utf8,
     })),))
 }
 
@@ -750,12 +758,10 @@ fn listed_stat(
     else {
         return Ok(None);
     };
-    let Some((k, _)) = &entries.last else {
+    let Some((name, _)) = &entries.last else {
         return Ok(None);
     };
-    let same_entry = Arc::ptr_eq(&entries.listing.dir, &dir)
-        && matches!(entries.raw(*k),
-            Some(RawEntry::Entry(name, _)) if name.as_bytes() == path.as_bytes());
+    let same_entry = Arc::ptr_eq(&entries.listing.dir, &dir) && name.as_bytes() == path.as_bytes();
     Ok(if same_entry {
         entries.last.take().map(|(_, stat)| stat)
     } else {

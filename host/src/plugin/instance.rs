@@ -1,41 +1,64 @@
 //! One plugin instance's world: the store data every instance gets (WASI
-//! context, resource table, config, limits, deadline), how a store is built from
-//! a site's grants and limits, and how a failed call is described.
+//! context, resource table, outbound HTTP policy, config, shared cache, limits,
+//! deadline), how a store is built from a site's grants and limits, and how a
+//! failed call is described.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use wasmtime::component::ResourceTable;
 use wasmtime::{Engine, ResourceLimiter, Store, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_config::WasiConfigVariables;
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::PluginLimits;
 use super::file_io::Preopens;
+use super::http::{Outbound, OutboundPolicy};
+use super::kv::SharedCache;
 use super::log::LogSink;
+
+/// Which contract a loaded plugin was built for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ContractVersion {
+    /// `wasmftpd:plugin@0.1.0`, run through the adapters in `auth`/`storage`.
+    V01,
+    /// `wasmftpd:plugin@0.2.0`.
+    V02,
+}
 
 /// What a site's plugin needs to make instances, shared by all its instances.
 pub(super) struct PluginContext {
     pub engine: Engine,
     pub site: Arc<str>,
     pub plugin: Arc<str>,
+    pub version: ContractVersion,
     /// Shared rather than copied into every store: a session costs a pointer.
     pub config: Arc<WasiConfigVariables>,
     /// The granted directories, opened once for all instances.
     pub preopens: Arc<Preopens>,
     pub limits: PluginLimits,
+    /// Which hosts `wasi:http` may reach, and how.
+    pub outbound: Arc<OutboundPolicy>,
+    /// The `cache` import's store, shared by all instances of this plugin.
+    pub cache: Arc<SharedCache>,
 }
 
 /// The data of one store (one plugin instance).
 pub(super) struct HostState {
     wasi: WasiCtx,
     table: ResourceTable,
+    http: WasiHttpCtx,
+    /// The `wasi:http` hooks: the allow-list check and our own sender.
+    pub(super) outbound: Outbound,
     pub config: Arc<WasiConfigVariables>,
     /// What `get-directories` hands out (see `file_io`).
     pub(super) preopens: Arc<Preopens>,
+    pub(super) cache: Arc<SharedCache>,
     limits: MemoryCap,
     /// When the call in progress must have returned.
-    deadline: Instant,
+    pub(super) deadline: CallDeadline,
     /// The newest live directory listing (a `directory-entry-stream`), whose
     /// prefetched metadata answers `stat-at` (see `file_io`).
     pub(super) listing: Option<u32>,
@@ -64,9 +87,50 @@ impl WasiView for HostState {
     }
 }
 
+impl WasiHttpView for HostState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.outbound,
+        }
+    }
+}
+
 impl HostState {
     pub fn table(&mut self) -> &mut ResourceTable {
         &mut self.table
+    }
+}
+
+/// When a store's call in progress must have returned. Shared by the epoch
+/// check (wasm running), the host's own bound on the call ([`PluginContext::bounded`],
+/// wasm blocked in a host call) and the outbound HTTP hooks; moved forward by
+/// host imports whose time is not the plugin's (password verification).
+#[derive(Clone, Debug, Default)]
+pub(super) struct CallDeadline(Arc<AtomicU64>);
+
+impl CallDeadline {
+    /// Instants are kept as nanoseconds since the first use of any deadline.
+    fn base() -> Instant {
+        static BASE: OnceLock<Instant> = OnceLock::new();
+        *BASE.get_or_init(Instant::now)
+    }
+
+    pub fn set(&self, at: Instant) {
+        let nanos = at.saturating_duration_since(Self::base()).as_nanos();
+        self.0
+            .store(u64::try_from(nanos).unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
+    pub fn get(&self) -> Instant {
+        Self::base() + Duration::from_nanos(self.0.load(Ordering::Relaxed))
+    }
+
+    /// Moves the deadline `by` later.
+    pub fn extend(&self, by: Duration) {
+        let by = u64::try_from(by.as_nanos()).unwrap_or(u64::MAX);
+        self.0.fetch_add(by, Ordering::Relaxed);
     }
 }
 
@@ -143,13 +207,17 @@ impl PluginContext {
         // shared ones with their modes.
 
         let memory = usize::try_from(self.limits.memory).unwrap_or(usize::MAX);
+        let deadline = CallDeadline::default();
         let state = HostState {
             wasi: wasi.build(),
             table: ResourceTable::new(),
+            http: WasiHttpCtx::new(),
+            outbound: Outbound::new(self.outbound.clone(), deadline.clone()),
             config: self.config.clone(),
             preopens: self.preopens.clone(),
+            cache: self.cache.clone(),
             limits: MemoryCap { bytes: memory },
-            deadline: Instant::now(),
+            deadline,
             listing: None,
             newest_file_stream: None,
             call_started: Instant::now(),
@@ -171,7 +239,7 @@ impl PluginContext {
         // traps; before it, the call yields so one long call never holds a
         // tokio worker for more than a tick.
         store.epoch_deadline_callback(move |store| {
-            if Instant::now() >= store.data().deadline {
+            if Instant::now() >= store.data().deadline.get() {
                 Err(wasmtime::Error::new(DeadlineExceeded(timeout)))
             } else {
                 Ok(UpdateDeadline::Yield(1))
@@ -183,7 +251,7 @@ impl PluginContext {
     /// Starts the clock for one call (or instantiation) into this store.
     pub fn arm(&self, store: &mut Store<HostState>) {
         let now = Instant::now();
-        store.data_mut().deadline = now + self.limits.call_timeout;
+        store.data().deadline.set(now + self.limits.call_timeout);
         store.data_mut().call_started = now;
         store.set_epoch_deadline(1);
     }
@@ -211,6 +279,34 @@ impl PluginContext {
             state.call_started.elapsed(),
             fault,
         );
+    }
+
+    /// Bounds a call from outside wasm too: a plugin blocked in a host call
+    /// (waiting on a clock or a stream) runs no wasm, so the epoch deadline
+    /// alone would not stop it. The future is dropped a few ticks after the
+    /// store's deadline (which host imports may move); the caller then
+    /// discards the instance. A call that completes at its first poll (most
+    /// do) never registers a timer.
+    pub async fn bounded<T>(
+        &self,
+        deadline: &CallDeadline,
+        call: impl std::future::Future<Output = wasmtime::Result<T>>,
+    ) -> wasmtime::Result<T> {
+        let grace = super::engine::EPOCH_TICK * 5;
+        let mut call = std::pin::pin!(call);
+        loop {
+            let until = tokio::time::Instant::from_std(deadline.get() + grace);
+            match tokio::time::timeout_at(until, &mut call).await {
+                Ok(result) => return result,
+                Err(_) if Instant::now() >= deadline.get() + grace => {
+                    return Err(wasmtime::Error::new(DeadlineExceeded(
+                        self.limits.call_timeout,
+                    )));
+                }
+                // The deadline moved while we waited: wait for the new one.
+                Err(_) => {}
+            }
+        }
     }
 
     /// Logs a failed call and returns the message for the client's reply.

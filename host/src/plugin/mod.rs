@@ -1,15 +1,19 @@
-//! The WebAssembly plugin runtime: loads auth and storage components and
+//! The WebAssembly plugin runtime: loads auth, storage and event components and
 //! implements the [`crate::backend`] traits on top of them. The only module that
 //! imports wasmtime; nothing it exports mentions a wasmtime type.
 //!
 //! - One [`PluginRuntime`] per process owns the wasmtime engine (pooling
 //!   allocator, epoch ticker) and the on-disk cache of compiled components.
-//! - [`PluginRuntime::load_auth`] / [`PluginRuntime::load_storage`] compile a
-//!   site's plugin once, check it implements the right world, link it and keep
-//!   an `InstancePre`. They are synchronous (compiling can take a while): call
-//!   them from `spawn_blocking`.
+//! - [`PluginRuntime::load_auth`] / [`PluginRuntime::load_storage`] /
+//!   [`PluginRuntime::load_events`] compile a site's plugin once, check it
+//!   implements the right world (contract 0.2.0, or 0.1.0 through an adapter),
+//!   link it and keep an `InstancePre`. They are synchronous (compiling can
+//!   take a while): call them from `spawn_blocking`.
 //! - An authenticator instantiates its plugin for each login; a storage provider
-//!   gives each session its own instance, created on the session's first call.
+//!   gives each session its own instance, created on the session's first call
+//!   and opened with the session's facts; an event handler keeps one instance.
+//! - Host imports: `wasi:http` limited to the section's `allowed_hosts`
+//!   ([`http`]), `password` ([`password`]), `cache` ([`kv`]).
 //! - Every call runs under a deadline and every instance under a memory limit. A
 //!   plugin that traps or hits a limit fails that one call with `PluginFailed`;
 //!   its instance is dropped and a fresh one is made on next use.
@@ -20,9 +24,13 @@ mod auth;
 mod bindings;
 mod cache;
 mod engine;
+mod events;
 mod file_io;
+mod http;
 mod instance;
+mod kv;
 mod log;
+mod password;
 mod storage;
 
 use std::path::PathBuf;
@@ -31,11 +39,12 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 
-use crate::backend::{Authenticator, StorageProvider};
+use crate::backend::{Authenticator, EventHandler, StorageProvider};
 
 pub use cache::CacheStats;
 /// The largest `memory_limit` a plugin may have (one pooling-allocator slot).
 pub use engine::MAX_PLUGIN_MEMORY;
+pub use http::AllowedHost;
 
 /// Process-wide runtime settings.
 #[derive(Debug, Clone, Default)]
@@ -109,6 +118,29 @@ pub struct PluginSpec {
     /// reachable.
     pub grants: Vec<Grant>,
     pub limits: PluginLimits,
+    /// Origins `wasi:http` may reach (config `allowed_hosts`); empty: none.
+    pub allowed_hosts: Vec<AllowedHost>,
+    /// Largest outbound response body (config `max_response_size`).
+    pub max_response_size: u64,
+}
+
+/// Default `max_response_size`: a user-directory answer or a webhook reply is
+/// far smaller; a storage plugin streaming objects sets its own.
+pub const DEFAULT_MAX_RESPONSE_SIZE: u64 = 16 << 20;
+
+impl PluginSpec {
+    /// A spec with the defaults for everything but where the plugin comes from.
+    pub fn new(site: &str, source: PluginSource) -> Self {
+        PluginSpec {
+            site: site.to_string(),
+            source,
+            config: Vec::new(),
+            grants: Vec::new(),
+            limits: PluginLimits::default(),
+            allowed_hosts: Vec::new(),
+            max_response_size: DEFAULT_MAX_RESPONSE_SIZE,
+        }
+    }
 }
 
 /// Loads plugins. Cheap to clone; one per process.
@@ -152,6 +184,17 @@ impl PluginRuntime {
             .with_context(|| what.clone())?;
         let storage = storage::WasmStorageProvider::new(loaded).with_context(|| what)?;
         Ok(Arc::new(storage))
+    }
+
+    /// Loads an event plugin (world `event-plugin`).
+    pub fn load_events(&self, spec: PluginSpec) -> anyhow::Result<Arc<dyn EventHandler>> {
+        let what = describe(&spec);
+        let loaded = self
+            .engine
+            .load(&spec, engine::World::Events)
+            .with_context(|| what.clone())?;
+        let events = events::WasmEventHandler::new(loaded).with_context(|| what)?;
+        Ok(Arc::new(events))
     }
 
     /// How often the compiled-component cache was hit or missed so far.

@@ -1,7 +1,12 @@
 //! [`StorageProvider`] on top of a storage plugin.
 //!
 //! Each session has its own instance, created on its first call and kept for
-//! the session. Calls into it are serialized by an async mutex: a chunked
+//! the session; right after instantiation the host opens the plugin's storage
+//! `session` resource with the session's facts, and every operation is a
+//! method of that resource. A plugin built for contract 0.1.0 has no session
+//! resource: its free functions are called instead, and its whole-directory
+//! listings are handed out in pages by the host. Calls into an instance are
+//! serialized by an async mutex: a chunked
 //! transfer and the control connection take turns. While a call runs, the
 //! instance is moved out of its slot and only put back when the call returns
 //! normally, so a call that traps, hits a limit, or whose future is dropped
@@ -14,6 +19,9 @@
 //!   pump it natively, without entering wasm again;
 //! - chunks: the plugin returns a `reader`/`writer` resource and every chunk is
 //!   a call into the instance.
+//!
+//! Listings are read through the plugin's `dir-lister` resource a page per
+//! call, with the same orphan handling as chunked transfers.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -25,15 +33,20 @@ use wasmtime::Store;
 use wasmtime::component::ResourceAny;
 use wasmtime_wasi::p2::{DynInputStream, DynOutputStream, StreamError};
 
+use super::auth::wit_permissions;
 use super::bindings::auth::wasmftpd::plugin::types as wit;
 use super::bindings::storage::exports::wasmftpd::plugin::storage as api;
 use super::bindings::storage::{StoragePlugin, StoragePluginPre};
+use super::bindings::v01::storage::exports::wasmftpd::plugin::storage as api01;
+use super::bindings::v01::storage::{
+    StoragePlugin as StoragePlugin01, StoragePluginPre as StoragePluginPre01,
+};
 use super::engine::Loaded;
 use super::file_io;
-use super::instance::{HostState, PluginContext};
+use super::instance::{CallDeadline, ContractVersion, HostState, PluginContext};
 use crate::backend::{
-    Account, DirEntry, EntryKind, ErrorKind, FileReader, FileWriter, Metadata, Storage,
-    StorageError, StorageProvider, StorageResult, WriteMode,
+    DirEntry, DirLister, EntryKind, ErrorKind, FileReader, FileWriter, Metadata, SessionFacts,
+    Storage, StorageError, StorageProvider, StorageResult, VecLister, WriteMode,
 };
 
 pub(super) struct WasmStorageProvider {
@@ -43,12 +56,20 @@ pub(super) struct WasmStorageProvider {
 /// A site's storage plugin, ready to instantiate.
 struct SitePlugin {
     context: Arc<PluginContext>,
-    pre: StoragePluginPre<HostState>,
+    pre: Pre,
+}
+
+enum Pre {
+    V01(StoragePluginPre01<HostState>),
+    V02(StoragePluginPre<HostState>),
 }
 
 impl WasmStorageProvider {
     pub fn new(loaded: Loaded) -> anyhow::Result<Self> {
-        let pre = StoragePluginPre::new(loaded.pre)?;
+        let pre = match loaded.context.version {
+            ContractVersion::V01 => Pre::V01(StoragePluginPre01::new(loaded.pre)?),
+            ContractVersion::V02 => Pre::V02(StoragePluginPre::new(loaded.pre)?),
+        };
         Ok(WasmStorageProvider {
             plugin: Arc::new(SitePlugin {
                 context: loaded.context,
@@ -59,16 +80,37 @@ impl WasmStorageProvider {
 }
 
 impl StorageProvider for WasmStorageProvider {
-    fn open_session(&self, _account: &Account) -> Arc<dyn Storage> {
+    fn open_session(&self, facts: &SessionFacts) -> Arc<dyn Storage> {
         Arc::new(WasmStorage {
-            session: Arc::new(Session::new(self.plugin.clone())),
+            session: Arc::new(Session::new(self.plugin.clone(), wit_facts(facts))),
         })
+    }
+}
+
+fn wit_facts(facts: &SessionFacts) -> wit::SessionFacts {
+    wit::SessionFacts {
+        site: facts.site.clone(),
+        user: facts.user.clone(),
+        home: facts.home.clone(),
+        client_address: facts.client_ip.to_string(),
+        tls: facts.tls,
+        permissions: wit_permissions(facts.permissions),
+        limits: wit::AccountLimits {
+            quota_bytes: facts.limits.quota_bytes,
+            quota_files: facts.limits.quota_files,
+            upload_bytes_per_second: facts.limits.upload_bytes_per_second,
+            download_bytes_per_second: facts.limits.download_bytes_per_second,
+            max_sessions: facts.limits.max_sessions,
+        },
+        attributes: facts.attributes.clone(),
     }
 }
 
 /// One session's instance, and what is needed to replace it.
 struct Session {
     plugin: Arc<SitePlugin>,
+    /// Handed to every new instance's `open-session`.
+    facts: wit::SessionFacts,
     slot: Mutex<Slot>,
     /// Guest resources (readers, writers) whose host handle was dropped outside
     /// a call, e.g. an aborted transfer. Released at the start of the next call,
@@ -85,8 +127,18 @@ struct Slot {
 
 struct Live {
     store: Store<HostState>,
-    plugin: StoragePlugin,
+    api: Api,
     generation: u64,
+}
+
+/// The instance's exports, by contract version.
+enum Api {
+    V01(StoragePlugin01),
+    V02 {
+        plugin: StoragePlugin,
+        /// The plugin's `session` resource for this session.
+        session: ResourceAny,
+    },
 }
 
 /// A call in progress: holds the session's lock and the instance taken out of
@@ -99,9 +151,10 @@ struct Call<'a> {
 }
 
 impl Session {
-    fn new(plugin: Arc<SitePlugin>) -> Self {
+    fn new(plugin: Arc<SitePlugin>, facts: wit::SessionFacts) -> Self {
         Session {
             plugin,
+            facts,
             slot: Mutex::new(Slot {
                 live: None,
                 generation: 0,
@@ -142,20 +195,45 @@ impl Session {
         Ok(call)
     }
 
+    /// A new instance, its storage session opened with this session's facts.
     async fn instantiate(&self, generation: u64) -> StorageResult<Live> {
         let context = &*self.plugin.context;
         let failed = |e: anyhow::Error| plugin_failed(context.describe_failure("instantiate", e));
         let mut store = context.new_store().map_err(failed)?;
         context.arm(&mut store);
-        let plugin = self
-            .plugin
-            .pre
-            .instantiate_async(&mut store)
-            .await
-            .map_err(|e| failed(e.into()))?;
+        let deadline = store.data().deadline.clone();
+        let api = match &self.plugin.pre {
+            Pre::V01(pre) => {
+                let plugin = context
+                    .bounded(&deadline, pre.instantiate_async(&mut store))
+                    .await
+                    .map_err(|e| failed(e.into()))?;
+                Api::V01(plugin)
+            }
+            Pre::V02(pre) => {
+                let plugin = context
+                    .bounded(&deadline, pre.instantiate_async(&mut store))
+                    .await
+                    .map_err(|e| failed(e.into()))?;
+                context.arm(&mut store);
+                let opened = context
+                    .bounded(
+                        &deadline,
+                        plugin
+                            .wasmftpd_plugin_storage()
+                            .call_open_session(&mut store, &self.facts),
+                    )
+                    .await
+                    .map_err(|e| plugin_failed(context.describe_failure("open-session", e)))?;
+                // A refusal is an ordinary storage error; the next command
+                // tries again with a fresh instance.
+                let session = opened.map_err(storage_error)?;
+                Api::V02 { plugin, session }
+            }
+        };
         Ok(Live {
             store,
-            plugin,
+            api,
             generation,
         })
     }
@@ -166,11 +244,12 @@ impl Session {
 }
 
 impl Call<'_> {
-    fn parts(&mut self) -> (&mut Store<HostState>, &api::Guest) {
-        (
-            &mut self.live.store,
-            self.live.plugin.wasmftpd_plugin_storage(),
-        )
+    fn deadline(&self) -> CallDeadline {
+        self.live.store.data().deadline.clone()
+    }
+
+    fn parts(&mut self) -> (&mut Store<HostState>, &Api) {
+        (&mut self.live.store, &self.live.api)
     }
 
     fn generation(&self) -> u64 {
@@ -208,51 +287,124 @@ struct WasmStorage {
     session: Arc<Session>,
 }
 
+/// Calls a `session` method (0.2.0) or the same-named free function (0.1.0).
+/// Both return the shared types, so callers need not care which it was.
+macro_rules! call_op {
+    ($call:expr, $method:ident ( $($arg:expr),* )) => {{
+        let context = $call.context;
+        let deadline = $call.deadline();
+        let (store, api) = $call.parts();
+        let future = async {
+            match api {
+                Api::V02 { plugin, session } => {
+                    plugin
+                        .wasmftpd_plugin_storage()
+                        .session()
+                        .$method(&mut *store, *session, $($arg),*)
+                        .await
+                }
+                Api::V01(plugin) => {
+                    plugin
+                        .wasmftpd_plugin_storage()
+                        .$method(&mut *store, $($arg),*)
+                        .await
+                }
+            }
+        };
+        context.bounded(&deadline, future).await
+    }};
+}
+
 #[async_trait]
 impl Storage for WasmStorage {
     async fn stat(&self, path: &str) -> StorageResult<Metadata> {
         let mut call = self.session.begin().await?;
-        let (store, api) = call.parts();
-        let result = api.call_stat(store, path).await;
+        let result = call_op!(call, call_stat(path));
         call.finish("stat", result)?
             .map(metadata)
             .map_err(storage_error)
     }
 
-    async fn list_dir(&self, path: &str) -> StorageResult<Vec<DirEntry>> {
+    async fn list_dir(&self, path: &str) -> StorageResult<Box<dyn DirLister>> {
         let mut call = self.session.begin().await?;
+        let generation = call.generation();
+        let context = call.context;
+        let deadline = call.deadline();
         let (store, api) = call.parts();
-        let result = api.call_list_dir(store, path).await;
-        let entries = call.finish("list-dir", result)?.map_err(storage_error)?;
-        Ok(entries
-            .into_iter()
-            .map(|e| DirEntry {
-                name: e.name,
-                metadata: metadata(e.metadata),
-            })
-            .collect())
+        let future = async {
+            match api {
+                Api::V02 { plugin, session } => Ok(plugin
+                    .wasmftpd_plugin_storage()
+                    .session()
+                    .call_list_dir(&mut *store, *session, path)
+                    .await?
+                    .map(Listing::Paged)),
+                Api::V01(plugin) => Ok(plugin
+                    .wasmftpd_plugin_storage()
+                    .call_list_dir(&mut *store, path)
+                    .await?
+                    .map(Listing::Whole)),
+            }
+        };
+        let result = context.bounded(&deadline, future).await;
+        let listing = call.finish("list-dir", result)?.map_err(storage_error)?;
+        Ok(match listing {
+            Listing::Paged(resource) => Box::new(PagedLister {
+                session: self.session.clone(),
+                resource: Some(resource),
+                generation,
+            }),
+            Listing::Whole(entries) => {
+                Box::new(VecLister::new(entries.into_iter().map(dir_entry).collect()))
+            }
+        })
     }
 
     async fn open_read(&self, path: &str, offset: u64) -> StorageResult<Box<dyn FileReader>> {
         let mut call = self.session.begin().await?;
         let generation = call.generation();
+        let context = call.context;
+        let deadline = call.deadline();
         let (store, api) = call.parts();
-        let result = api
-            .call_open_read(&mut *store, path, offset)
-            .await
-            .and_then(|answer| {
-                Ok(match answer {
-                    // Taken out of the table now: from here on the host owns it and
-                    // no longer needs the instance to move the bytes.
-                    Ok(api::ReadSource::Stream(stream)) => {
-                        let os_file = file_io::take_os_file(store.data_mut(), stream.rep());
-                        let stream = store.data_mut().table().delete(stream)?;
-                        Ok(Source::Stream(stream, os_file))
+        let future = async {
+            let answer = match api {
+                Api::V02 { plugin, session } => {
+                    match plugin
+                        .wasmftpd_plugin_storage()
+                        .session()
+                        .call_open_read(&mut *store, *session, path, offset)
+                        .await?
+                    {
+                        Ok(api::ReadSource::Stream(stream)) => Ok(Ok(stream)),
+                        Ok(api::ReadSource::Chunks(reader)) => Ok(Err(reader)),
+                        Err(e) => Err(e),
                     }
-                    Ok(api::ReadSource::Chunks(reader)) => Ok(Source::Chunks(reader)),
-                    Err(e) => Err(e),
-                })
-            });
+                }
+                Api::V01(plugin) => {
+                    match plugin
+                        .wasmftpd_plugin_storage()
+                        .call_open_read(&mut *store, path, offset)
+                        .await?
+                    {
+                        Ok(api01::ReadSource::Stream(stream)) => Ok(Ok(stream)),
+                        Ok(api01::ReadSource::Chunks(reader)) => Ok(Err(reader)),
+                        Err(e) => Err(e),
+                    }
+                }
+            };
+            // A stream is taken out of the table now: from here on the host
+            // owns it and no longer needs the instance to move the bytes.
+            Ok(match answer {
+                Ok(Ok(stream)) => {
+                    let os_file = file_io::take_os_file(store.data_mut(), stream.rep());
+                    let stream = store.data_mut().table().delete(stream)?;
+                    Ok(Source::Stream(stream, os_file))
+                }
+                Ok(Err(reader)) => Ok(Source::Chunks(reader)),
+                Err(e) => Err(e),
+            })
+        };
+        let result = context.bounded(&deadline, future).await;
         let source = call.finish("open-read", result)?.map_err(storage_error)?;
         Ok(match source {
             Source::Stream(stream, os_file) => Box::new(StreamReader { stream, os_file }),
@@ -265,26 +417,54 @@ impl Storage for WasmStorage {
     }
 
     async fn open_write(&self, path: &str, mode: WriteMode) -> StorageResult<Box<dyn FileWriter>> {
-        let mode = match mode {
-            WriteMode::Truncate => api::WriteMode::Truncate,
-            WriteMode::Append => api::WriteMode::Append,
-            WriteMode::Offset(offset) => api::WriteMode::Offset(offset),
-        };
         let mut call = self.session.begin().await?;
         let generation = call.generation();
+        let context = call.context;
+        let deadline = call.deadline();
         let (store, api) = call.parts();
-        let result = api
-            .call_open_write(&mut *store, path, mode)
-            .await
-            .and_then(|answer| {
-                Ok(match answer {
-                    Ok(api::WriteSink::Stream(stream)) => {
-                        Ok(Sink::Stream(store.data_mut().table().delete(stream)?))
+        let future = async {
+            let answer = match api {
+                Api::V02 { plugin, session } => {
+                    let mode = match mode {
+                        WriteMode::Truncate => api::WriteMode::Truncate,
+                        WriteMode::Append => api::WriteMode::Append,
+                        WriteMode::Offset(offset) => api::WriteMode::Offset(offset),
+                    };
+                    match plugin
+                        .wasmftpd_plugin_storage()
+                        .session()
+                        .call_open_write(&mut *store, *session, path, mode)
+                        .await?
+                    {
+                        Ok(api::WriteSink::Stream(stream)) => Ok(Ok(stream)),
+                        Ok(api::WriteSink::Chunks(writer)) => Ok(Err(writer)),
+                        Err(e) => Err(e),
                     }
-                    Ok(api::WriteSink::Chunks(writer)) => Ok(Sink::Chunks(writer)),
-                    Err(e) => Err(e),
-                })
-            });
+                }
+                Api::V01(plugin) => {
+                    let mode = match mode {
+                        WriteMode::Truncate => api01::WriteMode::Truncate,
+                        WriteMode::Append => api01::WriteMode::Append,
+                        WriteMode::Offset(offset) => api01::WriteMode::Offset(offset),
+                    };
+                    match plugin
+                        .wasmftpd_plugin_storage()
+                        .call_open_write(&mut *store, path, mode)
+                        .await?
+                    {
+                        Ok(api01::WriteSink::Stream(stream)) => Ok(Ok(stream)),
+                        Ok(api01::WriteSink::Chunks(writer)) => Ok(Err(writer)),
+                        Err(e) => Err(e),
+                    }
+                }
+            };
+            Ok(match answer {
+                Ok(Ok(stream)) => Ok(Sink::Stream(store.data_mut().table().delete(stream)?)),
+                Ok(Err(writer)) => Ok(Sink::Chunks(writer)),
+                Err(e) => Err(e),
+            })
+        };
+        let result = context.bounded(&deadline, future).await;
         let sink = call.finish("open-write", result)?.map_err(storage_error)?;
         Ok(match sink {
             Sink::Stream(stream) => Box::new(StreamWriter { stream }),
@@ -298,38 +478,109 @@ impl Storage for WasmStorage {
 
     async fn make_dir(&self, path: &str) -> StorageResult<()> {
         let mut call = self.session.begin().await?;
-        let (store, api) = call.parts();
-        let result = api.call_make_dir(store, path).await;
+        let result = call_op!(call, call_make_dir(path));
         call.finish("make-dir", result)?.map_err(storage_error)
     }
 
     async fn remove_dir(&self, path: &str) -> StorageResult<()> {
         let mut call = self.session.begin().await?;
-        let (store, api) = call.parts();
-        let result = api.call_remove_dir(store, path).await;
+        let result = call_op!(call, call_remove_dir(path));
         call.finish("remove-dir", result)?.map_err(storage_error)
     }
 
     async fn delete(&self, path: &str) -> StorageResult<()> {
         let mut call = self.session.begin().await?;
-        let (store, api) = call.parts();
-        let result = api.call_delete(store, path).await;
+        let result = call_op!(call, call_delete(path));
         call.finish("delete", result)?.map_err(storage_error)
     }
 
     async fn rename(&self, from: &str, to: &str) -> StorageResult<()> {
         let mut call = self.session.begin().await?;
-        let (store, api) = call.parts();
-        let result = api.call_rename(store, from, to).await;
+        let result = call_op!(call, call_rename(from, to));
         call.finish("rename", result)?.map_err(storage_error)
     }
 
     async fn set_modified(&self, path: &str, time: SystemTime) -> StorageResult<()> {
         let time = timestamp(time);
         let mut call = self.session.begin().await?;
-        let (store, api) = call.parts();
-        let result = api.call_set_modified(store, path, time).await;
+        let result = call_op!(call, call_set_modified(path, time));
         call.finish("set-modified", result)?.map_err(storage_error)
+    }
+}
+
+/// What `list-dir` gave: a lister resource (0.2.0) or every entry (0.1.0).
+enum Listing {
+    Paged(ResourceAny),
+    Whole(Vec<wit::DirEntry>),
+}
+
+/// Reads a listing through the plugin's `dir-lister`, one call per page.
+struct PagedLister {
+    session: Arc<Session>,
+    /// `None` once the listing ended (or its instance failed).
+    resource: Option<ResourceAny>,
+    generation: u64,
+}
+
+#[async_trait]
+impl DirLister for PagedLister {
+    async fn next_page(&mut self, max: usize) -> StorageResult<Vec<DirEntry>> {
+        let Some(resource) = self.resource else {
+            return Ok(Vec::new());
+        };
+        let call = self.session.begin().await?;
+        let mut call = same_instance(call, self.generation, &mut self.resource)?;
+        let max = u32::try_from(max).unwrap_or(u32::MAX);
+        let context = call.context;
+        let deadline = call.deadline();
+        let (store, api) = call.parts();
+        let future = async {
+            let Api::V02 { plugin, .. } = api else {
+                return Err(wasmtime::Error::msg("a 0.1.0 plugin has no dir-lister"));
+            };
+            let page = plugin
+                .wasmftpd_plugin_storage()
+                .dir_lister()
+                .call_next_page(&mut *store, resource, max)
+                .await?;
+            Ok(page)
+        };
+        let mut result = context.bounded(&deadline, future).await;
+        let ended = !matches!(&result, Ok(Ok(page)) if !page.is_empty());
+        if ended {
+            // The end (or an error, which also ends it): release the guest's
+            // lister now rather than at drop.
+            self.resource = None;
+            if result.is_ok() {
+                let (store, _) = call.parts();
+                if let Err(e) = resource.resource_drop_async(&mut *store).await {
+                    result = Err(e);
+                }
+            }
+        }
+        let page = call.finish("next-page", result)?.map_err(storage_error)?;
+        if page.len() > max as usize {
+            return Err(plugin_failed(format!(
+                "plugin returned {} entries for a page of at most {max}",
+                page.len()
+            )));
+        }
+        Ok(page.into_iter().map(dir_entry).collect())
+    }
+}
+
+impl Drop for PagedLister {
+    fn drop(&mut self) {
+        if let Some(resource) = self.resource.take() {
+            self.session.orphan(self.generation, resource);
+        }
+    }
+}
+
+fn dir_entry(e: wit::DirEntry) -> DirEntry {
+    DirEntry {
+        name: e.name,
+        metadata: metadata(e.metadata),
     }
 }
 
@@ -405,12 +656,33 @@ impl FileReader for ChunkReader {
         };
         let call = self.session.begin().await?;
         let mut call = same_instance(call, self.generation, &mut self.resource)?;
-        let (store, api) = call.parts();
         let max = u32::try_from(max).unwrap_or(u32::MAX);
-        let mut result = api.reader().call_read(&mut *store, resource, max).await;
+        let context = call.context;
+        let deadline = call.deadline();
+        let (store, api) = call.parts();
+        let future = async {
+            match api {
+                Api::V02 { plugin, .. } => {
+                    plugin
+                        .wasmftpd_plugin_storage()
+                        .reader()
+                        .call_read(&mut *store, resource, max)
+                        .await
+                }
+                Api::V01(plugin) => {
+                    plugin
+                        .wasmftpd_plugin_storage()
+                        .reader()
+                        .call_read(&mut *store, resource, max)
+                        .await
+                }
+            }
+        };
+        let mut result = context.bounded(&deadline, future).await;
         if matches!(&result, Ok(Ok(data)) if data.is_empty()) {
             // End of file: release the guest's reader now rather than at drop.
             self.resource = None;
+            let (store, _) = call.parts();
             if let Err(e) = resource.resource_drop_async(&mut *store).await {
                 result = Err(e);
             }
@@ -446,8 +718,28 @@ impl FileWriter for ChunkWriter {
         };
         let call = self.session.begin().await?;
         let mut call = same_instance(call, self.generation, &mut self.resource)?;
+        let context = call.context;
+        let deadline = call.deadline();
         let (store, api) = call.parts();
-        let result = api.writer().call_write(store, resource, &data).await;
+        let future = async {
+            match api {
+                Api::V02 { plugin, .. } => {
+                    plugin
+                        .wasmftpd_plugin_storage()
+                        .writer()
+                        .call_write(&mut *store, resource, &data)
+                        .await
+                }
+                Api::V01(plugin) => {
+                    plugin
+                        .wasmftpd_plugin_storage()
+                        .writer()
+                        .call_write(&mut *store, resource, &data)
+                        .await
+                }
+            }
+        };
+        let result = context.bounded(&deadline, future).await;
         call.finish("write", result)?.map_err(storage_error)
     }
 
@@ -458,11 +750,30 @@ impl FileWriter for ChunkWriter {
         let call = self.session.begin().await?;
         let mut call = same_instance(call, self.generation, &mut self.resource)?;
         self.resource = None;
+        let context = call.context;
+        let deadline = call.deadline();
         let (store, api) = call.parts();
-        let mut result = api.writer().call_finish(&mut *store, resource).await;
-        if let Err(e) = resource.resource_drop_async(&mut *store).await {
-            result = Err(e);
-        }
+        let future = async {
+            let result = match api {
+                Api::V02 { plugin, .. } => {
+                    plugin
+                        .wasmftpd_plugin_storage()
+                        .writer()
+                        .call_finish(&mut *store, resource)
+                        .await
+                }
+                Api::V01(plugin) => {
+                    plugin
+                        .wasmftpd_plugin_storage()
+                        .writer()
+                        .call_finish(&mut *store, resource)
+                        .await
+                }
+            }?;
+            resource.resource_drop_async(&mut *store).await?;
+            Ok(result)
+        };
+        let result = context.bounded(&deadline, future).await;
         call.finish("finish", result)?.map_err(storage_error)
     }
 }

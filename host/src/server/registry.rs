@@ -11,6 +11,7 @@ use anyhow::Context;
 use sha2::{Digest, Sha256};
 
 use crate::config::{Config, SiteConfig};
+use crate::events::{EventBus, HandlerSpec};
 use crate::ftp::SessionSettings;
 use crate::ops::metrics::Metrics;
 use crate::ops::nat::PassiveAddresses;
@@ -237,7 +238,8 @@ pub async fn build(
 
 fn digest_plugins(site: &SiteConfig) -> anyhow::Result<[u8; 32]> {
     let mut hasher = Sha256::new();
-    for spec in [&site.auth, &site.storage] {
+    let handlers = site.events.iter().map(|e| &e.plugin);
+    for spec in [&site.auth, &site.storage].into_iter().chain(handlers) {
         if let PluginSource::File(path) = &spec.source {
             let bytes = std::fs::read(path).with_context(|| {
                 format!(
@@ -281,6 +283,22 @@ async fn build_site(
         PluginRuntime::load_storage,
     )
     .await?;
+    let mut handlers = Vec::new();
+    for (i, event) in site.events.iter().enumerate() {
+        let handler = load(
+            runtime,
+            site,
+            &format!("event (events[{i}])"),
+            event.plugin.clone(),
+            PluginRuntime::load_events,
+        )
+        .await?;
+        handlers.push(HandlerSpec {
+            name: plugin_label(&event.plugin.source),
+            handler,
+            queue: event.queue,
+        });
+    }
     Ok(Site {
         name: site.name.clone(),
         host_names: site.host_names.clone(),
@@ -302,7 +320,15 @@ async fn build_site(
             },
         },
         tls,
+        events: EventBus::start(&site.name, handlers),
     })
+}
+
+fn plugin_label(source: &PluginSource) -> String {
+    match source {
+        PluginSource::Builtin(name) => format!("builtin:{name}"),
+        PluginSource::File(path) => path.display().to_string(),
+    }
 }
 
 /// Compiles one plugin on a blocking thread (compiling is CPU work) and names

@@ -9,26 +9,31 @@
 //! | `users.<name>.home` | home directory, an absolute virtual path (default `/`) |
 //! | `users.<name>.permissions` | comma list of `read`, `write`, `append`, `delete`, `rename`, `make-dir`, `remove-dir`, `list`, `set-time`; or `all` (default) or `read-only` |
 //! | `users.<name>.disabled` | `true` refuses the account with `disabled` |
+//! | `users.<name>.limits.<limit>` | `quota_bytes`, `quota_files`, `upload_bytes_per_second`, `download_bytes_per_second` (numbers or sizes like `"10GiB"`), `max_sessions` |
+//! | `users.<name>.attributes.<key>` | free-form text handed to the storage session (e.g. a per-user root) |
 //! | `anonymous` | `true` lets `anonymous` and `ftp` in with any password, read-only |
 //! | `anonymous_home` | home of anonymous sessions (default `/`) |
 //!
-//! A password that is not one of the hash formats above is refused (`unavailable`)
-//! so a plaintext password in a config never works by accident. Passwords are never
-//! logged; configuration problems are reported on stderr, which the host sends to
-//! its log.
+//! Hashes are checked by the host (`wasmftpd:plugin/password`), natively and in
+//! constant time. A password that is not one of the hash formats above is refused
+//! (`unavailable`) so a plaintext password in a config never works by accident.
+//! Passwords are never logged; configuration problems are reported on stderr,
+//! which the host sends to its log.
 //!
 //! The host creates a fresh instance per login, so everything is read from the
 //! config on each call: there is no state to keep.
 
 wit_bindgen::generate!({
     path: "../../wit",
-    world: "wasmftpd:plugin/auth-plugin",
+    world: "wasmftpd:plugin/auth-plugin@0.2.0",
     generate_all,
 });
 
 use exports::wasmftpd::plugin::auth::{Account, Credentials, Guest, Refusal, RefusalReason};
+use plugin_common::Limits;
 use wasi::config::store;
-use wasmftpd::plugin::types::Permissions;
+use wasmftpd::plugin::password::{self, HashError};
+use wasmftpd::plugin::types::{AccountLimits, Permissions};
 
 struct AuthStatic;
 
@@ -46,6 +51,8 @@ impl Guest for AuthStatic {
                 user,
                 home: config("anonymous_home")?.unwrap_or_else(|| "/".into()),
                 permissions: Permissions::READ | Permissions::LIST_DIR,
+                limits: no_limits(),
+                attributes: Vec::new(),
             });
         }
 
@@ -53,7 +60,7 @@ impl Guest for AuthStatic {
         let Some(stored) = config(&key("password"))? else {
             return Err(refuse(RefusalReason::BadCredentials));
         };
-        match verify(credentials.password.as_bytes(), &stored) {
+        match verify(&credentials.password, &stored) {
             Verdict::Match => {}
             Verdict::Mismatch => return Err(refuse(RefusalReason::BadCredentials)),
             Verdict::NotAHash => {
@@ -90,15 +97,26 @@ impl Guest for AuthStatic {
         }
         let permissions = match config(&key("permissions"))? {
             None => Permissions::all(),
-            Some(list) => parse_permissions(&list).map_err(|word| {
-                eprintln!("error: users.{user}.permissions: unknown permission `{word}`");
-                unavailable()
-            })?,
+            Some(list) => plugin_common::parse_permissions(list.split(','))
+                .map(Permissions::from_bits_truncate)
+                .map_err(|word| {
+                    eprintln!("error: users.{user}.permissions: unknown permission `{word}`");
+                    unavailable()
+                })?,
         };
+        let (limits, attributes) = limits_and_attributes(&user)?;
         Ok(Account {
             user,
             home,
             permissions,
+            limits: AccountLimits {
+                quota_bytes: limits.quota_bytes,
+                quota_files: limits.quota_files,
+                upload_bytes_per_second: limits.upload_bytes_per_second,
+                download_bytes_per_second: limits.download_bytes_per_second,
+                max_sessions: limits.max_sessions,
+            },
+            attributes,
         })
     }
 }
@@ -138,25 +156,31 @@ fn config_flag(key: &str) -> Result<bool, Refusal> {
     Ok(config(key)?.is_some_and(|v| v.trim().eq_ignore_ascii_case("true")))
 }
 
-fn parse_permissions(list: &str) -> Result<Permissions, String> {
-    let mut permissions = Permissions::empty();
-    for word in list.split(',').map(str::trim).filter(|w| !w.is_empty()) {
-        permissions |= match word {
-            "all" => Permissions::all(),
-            "read-only" => Permissions::READ | Permissions::LIST_DIR,
-            "read" => Permissions::READ,
-            "write" => Permissions::WRITE,
-            "append" => Permissions::APPEND,
-            "delete" => Permissions::DELETE,
-            "rename" => Permissions::RENAME,
-            "make-dir" => Permissions::MAKE_DIR,
-            "remove-dir" => Permissions::REMOVE_DIR,
-            "list" => Permissions::LIST_DIR,
-            "set-time" => Permissions::SET_TIME,
-            other => return Err(other.to_string()),
-        };
+/// `users.<user>.limits.<name>` and `users.<user>.attributes.<key>`. The
+/// config store has no prefix lookup, so this reads all of it: fine for the
+/// user lists a config file holds (a large directory belongs in `auth-http`
+/// or a plugin of its own). An unknown limit name is a configuration error.
+fn limits_and_attributes(user: &str) -> Result<(Limits, Vec<(String, String)>), Refusal> {
+    let limits_prefix = format!("users.{user}.limits.");
+    let attributes_prefix = format!("users.{user}.attributes.");
+    let all = store::get_all().map_err(|e| {
+        let (store::Error::Upstream(why) | store::Error::Io(why)) = e;
+        eprintln!("error: reading the config: {why}");
+        unavailable()
+    })?;
+    let mut limits = Limits::default();
+    let mut attributes = Vec::new();
+    for (key, value) in all {
+        if let Some(name) = key.strip_prefix(&limits_prefix) {
+            limits.set(name, &value).map_err(|why| {
+                eprintln!("error: users.{user}.limits: {why}");
+                unavailable()
+            })?;
+        } else if let Some(name) = key.strip_prefix(&attributes_prefix) {
+            attributes.push((name.to_string(), value));
+        }
     }
-    Ok(permissions)
+    Ok((limits, attributes))
 }
 
 enum Verdict {
@@ -168,32 +192,21 @@ enum Verdict {
     Malformed(String),
 }
 
-fn verify(password: &[u8], stored: &str) -> Verdict {
-    use argon2::PasswordVerifier as _;
-    let stored = stored.trim();
-    if stored.starts_with("$argon2") {
-        match argon2::Argon2::default().verify_password(password, stored) {
-            Ok(()) => Verdict::Match,
-            Err(argon2::password_hash::Error::PasswordInvalid) => Verdict::Mismatch,
-            Err(e) => Verdict::Malformed(e.to_string()),
-        }
-    } else if ["$2a$", "$2b$", "$2y$"]
-        .iter()
-        .any(|p| stored.starts_with(p))
-    {
-        match bcrypt::verify(password, stored) {
-            Ok(true) => Verdict::Match,
-            Ok(false) => Verdict::Mismatch,
-            Err(e) => Verdict::Malformed(e.to_string()),
-        }
-    } else if stored.starts_with("$6$") || stored.starts_with("$5$") {
-        use sha_crypt::PasswordVerifier as _;
-        match sha_crypt::ShaCrypt::default().verify_password(password, stored) {
-            Ok(()) => Verdict::Match,
-            Err(sha_crypt::password_hash::Error::PasswordInvalid) => Verdict::Mismatch,
-            Err(e) => Verdict::Malformed(e.to_string()),
-        }
-    } else {
-        Verdict::NotAHash
+fn verify(password: &str, stored: &str) -> Verdict {
+    match password::verify(stored.trim(), password) {
+        Ok(true) => Verdict::Match,
+        Ok(false) => Verdict::Mismatch,
+        Err(HashError::UnknownFormat) => Verdict::NotAHash,
+        Err(HashError::Malformed(why) | HashError::TooCostly(why)) => Verdict::Malformed(why),
+    }
+}
+
+fn no_limits() -> AccountLimits {
+    AccountLimits {
+        quota_bytes: None,
+        quota_files: None,
+        upload_bytes_per_second: None,
+        download_bytes_per_second: None,
+        max_sessions: None,
     }
 }

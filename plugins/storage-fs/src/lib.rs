@@ -5,6 +5,7 @@
 //! | key | meaning |
 //! |---|---|
 //! | `root` | guest path of the preopen to serve (default: the first preopen) |
+//! | `root_attribute` | the name of an account attribute (from the auth plugin) holding a directory, relative to `root`, that becomes the session's `/`: each user gets their own tree; created on first login; a session whose account lacks it is refused |
 //! | `data_path` | `stream` (default): hand the host `wasi:io` streams from `read-via-stream`/`write-via-stream` so bytes move natively; `chunks`: move them through this plugin's `reader`/`writer` resources (portable path, kept for tests and benchmarks) |
 //!
 //! Confinement comes from the runtime: every path is resolved relative to the
@@ -17,7 +18,7 @@ wit_bindgen::generate!({
         package wasmftpd:storage-fs;
 
         world storage-fs {
-            include wasmftpd:plugin/storage-plugin@0.1.0;
+            include wasmftpd:plugin/storage-plugin@0.2.0;
             import wasi:filesystem/types@0.2.12;
             import wasi:filesystem/preopens@0.2.12;
         }
@@ -26,50 +27,34 @@ wit_bindgen::generate!({
     generate_all,
 });
 
-use std::cell::{Cell, OnceCell};
+use std::cell::Cell;
 
 use exports::wasmftpd::plugin::storage::{
-    Guest, GuestReader, GuestWriter, ReadSource, Reader, WriteMode, WriteSink, Writer,
+    DirLister, Guest, GuestDirLister, GuestReader, GuestSession, GuestWriter, ReadSource, Reader,
+    Session, WriteMode, WriteSink, Writer,
 };
 use wasi::config::store;
 use wasi::filesystem::preopens;
 use wasi::filesystem::types::{
-    Datetime, Descriptor, DescriptorFlags, DescriptorStat, DescriptorType, ErrorCode as FsCode,
-    NewTimestamp, OpenFlags, PathFlags,
+    Datetime, Descriptor, DescriptorFlags, DescriptorStat, DescriptorType, DirectoryEntryStream,
+    ErrorCode as FsCode, NewTimestamp, OpenFlags, PathFlags,
 };
-use wasmftpd::plugin::types::{DirEntry, EntryKind, Error, ErrorCode, Metadata, Timestamp};
+use wasmftpd::plugin::types::{
+    DirEntry, EntryKind, Error, ErrorCode, Metadata, SessionFacts, Timestamp,
+};
 
 struct StorageFs;
 
 export!(StorageFs);
 
-/// What an instance learns from its config and preopens on first use. One
-/// instance serves one session, so this lives as long as the session.
+/// The served directory of one session, found from the config, the preopens
+/// and (with `root_attribute`) the account.
 struct Root {
     dir: Descriptor,
     chunks: bool,
 }
 
-thread_local! {
-    static ROOT: OnceCell<Root> = const { OnceCell::new() };
-}
-
-/// Runs `f` with the served directory, finding it on first use.
-fn with_root<T>(f: impl FnOnce(&Root) -> Result<T, Error>) -> Result<T, Error> {
-    ROOT.with(|cell| {
-        if cell.get().is_none() {
-            let root = find_root()?;
-            // Cannot fail: we just checked the cell is empty and wasm is single-threaded.
-            let _ = cell.set(root);
-        }
-        match cell.get() {
-            Some(root) => f(root),
-            None => Err(unavailable("storage root not initialised")),
-        }
-    })
-}
-
-fn find_root() -> Result<Root, Error> {
+fn find_root(facts: &SessionFacts) -> Result<Root, Error> {
     let config = |key: &str| {
         store::get(key).map_err(|e| {
             let (store::Error::Upstream(m) | store::Error::Io(m)) = e;
@@ -99,8 +84,50 @@ fn find_root() -> Result<Root, Error> {
         }
         return Err(unavailable("storage misconfigured; see the server log"));
     };
-    let (dir, _) = preopens.swap_remove(index);
+    let (mut dir, _) = preopens.swap_remove(index);
+    if let Some(attribute) = config("root_attribute")? {
+        let Some((_, sub)) = facts.attributes.iter().find(|(k, _)| *k == attribute) else {
+            eprintln!(
+                "error: account {} has no `{attribute}` attribute (config key root_attribute)",
+                facts.user
+            );
+            return Err(error(
+                ErrorCode::PermissionDenied,
+                "this account has no storage root",
+            ));
+        };
+        dir = user_root(&dir, sub)?;
+    }
     Ok(Root { dir, chunks })
+}
+
+/// Opens (creating it if needed) a relative directory under the served root
+/// for one user's session.
+fn user_root(root: &Descriptor, sub: &str) -> Result<Descriptor, Error> {
+    let bad = |s: &str| s.is_empty() || s == "." || s == ".." || s.contains('\0');
+    let segments: Vec<&str> = sub.trim_matches('/').split('/').collect();
+    if sub.starts_with('/') || segments.iter().any(|s| bad(s)) {
+        eprintln!("error: per-user root `{sub}` must be a relative path without `..`");
+        return Err(unavailable("storage misconfigured; see the server log"));
+    }
+    let mut path = String::new();
+    for segment in segments {
+        if !path.is_empty() {
+            path.push('/');
+        }
+        path.push_str(segment);
+        match root.create_directory_at(&path) {
+            Ok(()) | Err(FsCode::Exist) => {}
+            Err(e) => return Err(fs_error(e)),
+        }
+    }
+    root.open_at(
+        PathFlags::empty(),
+        &path,
+        OpenFlags::DIRECTORY,
+        DescriptorFlags::READ | DescriptorFlags::MUTATE_DIRECTORY,
+    )
+    .map_err(fs_error)
 }
 
 /// Turns an absolute virtual path into one relative to the root (`.` for `/`).
@@ -185,144 +212,123 @@ fn metadata(stat: &DescriptorStat) -> Metadata {
 impl Guest for StorageFs {
     type Reader = ChunkReader;
     type Writer = ChunkWriter;
+    type DirLister = FsLister;
+    type Session = Root;
 
-    fn stat(path: String) -> Result<Metadata, Error> {
+    fn open_session(facts: SessionFacts) -> Result<Session, Error> {
+        Ok(Session::new(find_root(&facts)?))
+    }
+}
+
+impl GuestSession for Root {
+    fn stat(&self, path: String) -> Result<Metadata, Error> {
         let rel = relative(&path)?;
-        with_root(|root| {
-            let stat = root
-                .dir
-                .stat_at(PathFlags::SYMLINK_FOLLOW, rel)
-                .map_err(fs_error)?;
-            Ok(metadata(&stat))
-        })
+        let stat = self
+            .dir
+            .stat_at(PathFlags::SYMLINK_FOLLOW, rel)
+            .map_err(fs_error)?;
+        Ok(metadata(&stat))
     }
 
-    fn list_dir(path: String) -> Result<Vec<DirEntry>, Error> {
+    fn list_dir(&self, path: String) -> Result<DirLister, Error> {
         let rel = relative(&path)?;
-        with_root(|root| {
-            let dir = root
-                .dir
-                .open_at(
-                    PathFlags::SYMLINK_FOLLOW,
-                    rel,
-                    OpenFlags::DIRECTORY,
-                    DescriptorFlags::READ,
-                )
-                .map_err(fs_error)?;
-            let entries = dir.read_directory().map_err(fs_error)?;
-            let mut out = Vec::new();
-            while let Some(entry) = entries.read_directory_entry().map_err(fs_error)? {
-                // Show what a symlink points to when that is reachable (as
-                // `ls -l` users expect of an FTP listing); a link that dangles
-                // or leads outside the root is listed as a link.
-                let stat = if entry.type_ == DescriptorType::SymbolicLink {
-                    dir.stat_at(PathFlags::SYMLINK_FOLLOW, &entry.name)
-                        .or_else(|_| dir.stat_at(PathFlags::empty(), &entry.name))
-                } else {
-                    dir.stat_at(PathFlags::empty(), &entry.name)
-                };
-                match stat {
-                    Ok(stat) => out.push(DirEntry {
-                        name: entry.name,
-                        metadata: metadata(&stat),
-                    }),
-                    // Removed between readdir and stat: it is simply gone.
-                    Err(FsCode::NoEntry) => {}
-                    Err(e) => return Err(fs_error(e)),
-                }
-            }
-            Ok(out)
-        })
+        let dir = self
+            .dir
+            .open_at(
+                PathFlags::SYMLINK_FOLLOW,
+                rel,
+                OpenFlags::DIRECTORY,
+                DescriptorFlags::READ,
+            )
+            .map_err(fs_error)?;
+        let entries = dir.read_directory().map_err(fs_error)?;
+        Ok(DirLister::new(FsLister { dir, entries }))
     }
 
-    fn open_read(path: String, offset: u64) -> Result<ReadSource, Error> {
+    fn open_read(&self, path: String, offset: u64) -> Result<ReadSource, Error> {
         let rel = relative(&path)?;
-        with_root(|root| {
-            let file = root
-                .dir
-                .open_at(
-                    PathFlags::SYMLINK_FOLLOW,
-                    rel,
-                    OpenFlags::empty(),
-                    DescriptorFlags::READ,
-                )
-                .map_err(fs_error)?;
-            match file.get_type().map_err(fs_error)? {
-                DescriptorType::RegularFile => {}
-                DescriptorType::Directory => return Err(fs_error(FsCode::IsDirectory)),
-                _ => return Err(error(ErrorCode::PermissionDenied, "not a regular file")),
-            }
-            if root.chunks {
-                Ok(ReadSource::Chunks(Reader::new(ChunkReader {
-                    file,
-                    position: Cell::new(offset),
-                })))
-            } else {
-                // The stream keeps the file open after `file` is dropped here.
-                Ok(ReadSource::Stream(
-                    file.read_via_stream(offset).map_err(fs_error)?,
-                ))
-            }
-        })
+        let file = self
+            .dir
+            .open_at(
+                PathFlags::SYMLINK_FOLLOW,
+                rel,
+                OpenFlags::empty(),
+                DescriptorFlags::READ,
+            )
+            .map_err(fs_error)?;
+        match file.get_type().map_err(fs_error)? {
+            DescriptorType::RegularFile => {}
+            DescriptorType::Directory => return Err(fs_error(FsCode::IsDirectory)),
+            _ => return Err(error(ErrorCode::PermissionDenied, "not a regular file")),
+        }
+        if self.chunks {
+            Ok(ReadSource::Chunks(Reader::new(ChunkReader {
+                file,
+                position: Cell::new(offset),
+            })))
+        } else {
+            // The stream keeps the file open after `file` is dropped here.
+            Ok(ReadSource::Stream(
+                file.read_via_stream(offset).map_err(fs_error)?,
+            ))
+        }
     }
 
-    fn open_write(path: String, mode: WriteMode) -> Result<WriteSink, Error> {
+    fn open_write(&self, path: String, mode: WriteMode) -> Result<WriteSink, Error> {
         let rel = relative(&path)?;
-        with_root(|root| {
-            let open = match mode {
-                WriteMode::Truncate => OpenFlags::CREATE | OpenFlags::TRUNCATE,
-                WriteMode::Append | WriteMode::Offset(_) => OpenFlags::CREATE,
+        let open = match mode {
+            WriteMode::Truncate => OpenFlags::CREATE | OpenFlags::TRUNCATE,
+            WriteMode::Append | WriteMode::Offset(_) => OpenFlags::CREATE,
+        };
+        let file = self
+            .dir
+            .open_at(PathFlags::SYMLINK_FOLLOW, rel, open, DescriptorFlags::WRITE)
+            .map_err(fs_error)?;
+        if file.get_type().map_err(fs_error)? != DescriptorType::RegularFile {
+            return Err(error(ErrorCode::PermissionDenied, "not a regular file"));
+        }
+        if self.chunks {
+            let position = match mode {
+                WriteMode::Truncate => 0,
+                WriteMode::Offset(offset) => offset,
+                // One writer per file is the FTP norm, so the size at open
+                // is where appending starts.
+                WriteMode::Append => file.stat().map_err(fs_error)?.size,
             };
-            let file = root
-                .dir
-                .open_at(PathFlags::SYMLINK_FOLLOW, rel, open, DescriptorFlags::WRITE)
-                .map_err(fs_error)?;
-            if file.get_type().map_err(fs_error)? != DescriptorType::RegularFile {
-                return Err(error(ErrorCode::PermissionDenied, "not a regular file"));
-            }
-            if root.chunks {
-                let position = match mode {
-                    WriteMode::Truncate => 0,
-                    WriteMode::Offset(offset) => offset,
-                    // One writer per file is the FTP norm, so the size at open
-                    // is where appending starts.
-                    WriteMode::Append => file.stat().map_err(fs_error)?.size,
-                };
-                return Ok(WriteSink::Chunks(Writer::new(ChunkWriter {
-                    file,
-                    position: Cell::new(position),
-                })));
-            }
-            let stream = match mode {
-                WriteMode::Truncate => file.write_via_stream(0),
-                WriteMode::Offset(offset) => file.write_via_stream(offset),
-                WriteMode::Append => file.append_via_stream(),
-            };
-            Ok(WriteSink::Stream(stream.map_err(fs_error)?))
-        })
+            return Ok(WriteSink::Chunks(Writer::new(ChunkWriter {
+                file,
+                position: Cell::new(position),
+            })));
+        }
+        let stream = match mode {
+            WriteMode::Truncate => file.write_via_stream(0),
+            WriteMode::Offset(offset) => file.write_via_stream(offset),
+            WriteMode::Append => file.append_via_stream(),
+        };
+        Ok(WriteSink::Stream(stream.map_err(fs_error)?))
     }
 
-    fn make_dir(path: String) -> Result<(), Error> {
+    fn make_dir(&self, path: String) -> Result<(), Error> {
         let rel = relative(&path)?;
-        with_root(|root| root.dir.create_directory_at(rel).map_err(fs_error))
+        self.dir.create_directory_at(rel).map_err(fs_error)
     }
 
-    fn remove_dir(path: String) -> Result<(), Error> {
+    fn remove_dir(&self, path: String) -> Result<(), Error> {
         let rel = relative(&path)?;
-        with_root(|root| root.dir.remove_directory_at(rel).map_err(fs_error))
+        self.dir.remove_directory_at(rel).map_err(fs_error)
     }
 
-    fn delete(path: String) -> Result<(), Error> {
+    fn delete(&self, path: String) -> Result<(), Error> {
         let rel = relative(&path)?;
-        with_root(|root| root.dir.unlink_file_at(rel).map_err(fs_error))
+        self.dir.unlink_file_at(rel).map_err(fs_error)
     }
 
-    fn rename(source: String, target: String) -> Result<(), Error> {
+    fn rename(&self, source: String, target: String) -> Result<(), Error> {
         let (from, to) = (relative(&source)?, relative(&target)?);
-        with_root(|root| root.dir.rename_at(from, &root.dir, to).map_err(fs_error))
+        self.dir.rename_at(from, &self.dir, to).map_err(fs_error)
     }
 
-    fn set_modified(path: String, time: Timestamp) -> Result<(), Error> {
+    fn set_modified(&self, path: String, time: Timestamp) -> Result<(), Error> {
         let rel = relative(&path)?;
         let Ok(seconds) = u64::try_from(time.seconds) else {
             return Err(error(
@@ -334,16 +340,51 @@ impl Guest for StorageFs {
             seconds,
             nanoseconds: time.nanoseconds,
         });
-        with_root(|root| {
-            root.dir
-                .set_times_at(
-                    PathFlags::SYMLINK_FOLLOW,
-                    rel,
-                    NewTimestamp::NoChange,
-                    mtime,
-                )
-                .map_err(fs_error)
-        })
+        self.dir
+            .set_times_at(
+                PathFlags::SYMLINK_FOLLOW,
+                rel,
+                NewTimestamp::NoChange,
+                mtime,
+            )
+            .map_err(fs_error)
+    }
+}
+
+/// A directory being listed, a page per call.
+struct FsLister {
+    dir: Descriptor,
+    entries: DirectoryEntryStream,
+}
+
+impl GuestDirLister for FsLister {
+    fn next_page(&self, max: u32) -> Result<Vec<DirEntry>, Error> {
+        let mut page = Vec::with_capacity(max.min(4096) as usize);
+        while page.len() < max as usize {
+            let Some(entry) = self.entries.read_directory_entry().map_err(fs_error)? else {
+                break;
+            };
+            // Show what a symlink points to when that is reachable (as `ls -l`
+            // users expect of an FTP listing); a link that dangles or leads
+            // outside the root is listed as a link.
+            let stat = if entry.type_ == DescriptorType::SymbolicLink {
+                self.dir
+                    .stat_at(PathFlags::SYMLINK_FOLLOW, &entry.name)
+                    .or_else(|_| self.dir.stat_at(PathFlags::empty(), &entry.name))
+            } else {
+                self.dir.stat_at(PathFlags::empty(), &entry.name)
+            };
+            match stat {
+                Ok(stat) => page.push(DirEntry {
+                    name: entry.name,
+                    metadata: metadata(&stat),
+                }),
+                // Removed between readdir and stat: it is simply gone.
+                Err(FsCode::NoEntry) => {}
+                Err(e) => return Err(fs_error(e)),
+            }
+        }
+        Ok(page)
     }
 }
 

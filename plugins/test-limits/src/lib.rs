@@ -1,14 +1,20 @@
 //! `test-limits`: a plugin that misbehaves on request, for the runtime's limit
-//! tests. It exports both `auth` and `storage`, so it loads as either kind.
+//! tests. It exports `auth`, `storage` and `events`, so it loads as any kind.
 //! Never embedded as a builtin.
 //!
-//! A user name (auth) or path (storage) picks the behaviour:
+//! A user name (auth), path (storage) or the `behave` config key (events)
+//! picks the behaviour:
 //! - `loop` / `/loop`: spins forever (stopped by the call deadline);
 //! - `alloc` / `/alloc`: allocates without bound (stopped by the memory limit);
 //! - `trap` / `/trap`: panics, which traps;
+//! - `sleep` / `/sleep`: blocks in a host call (a clock wait) for an hour, so
+//!   no wasm runs and only the host's own bound on the call can stop it;
+//! - auth `http:<url>`: GETs the URL; a 2xx logs in, anything else (including
+//!   a denied request) refuses with the error as the message;
 //! - anything else behaves. For storage, `stat` answers a file whose `size` is
 //!   the number of calls this instance has served, so a test can see whether it
-//!   talks to the same instance or a fresh one.
+//!   talks to the same instance or a fresh one; `list-dir` lists the session's
+//!   facts as names (`user=alice`, `attribute.root=x`, ...) in pages.
 
 wit_bindgen::generate!({
     path: "../../wit",
@@ -16,22 +22,26 @@ wit_bindgen::generate!({
         package wasmftpd:test-limits;
 
         world test-limits {
-            include wasmftpd:plugin/auth-plugin@0.1.0;
-            include wasmftpd:plugin/storage-plugin@0.1.0;
+            include wasmftpd:plugin/auth-plugin@0.2.0;
+            include wasmftpd:plugin/storage-plugin@0.2.0;
+            include wasmftpd:plugin/event-plugin@0.2.0;
         }
     ",
     world: "wasmftpd:test-limits/test-limits",
     generate_all,
 });
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 
-use exports::wasmftpd::plugin::auth::{self, Account, Credentials, Refusal};
+use exports::wasmftpd::plugin::auth::{self, Account, Credentials, Refusal, RefusalReason};
+use exports::wasmftpd::plugin::events::{self, Event};
 use exports::wasmftpd::plugin::storage::{
-    self, GuestReader, GuestWriter, ReadSource, Reader, WriteMode, WriteSink, Writer,
+    self, DirLister, GuestDirLister, GuestReader, GuestSession, GuestWriter, ReadSource, Reader,
+    Session, WriteMode, WriteSink, Writer,
 };
 use wasmftpd::plugin::types::{
-    DirEntry, EntryKind, Error, ErrorCode, Metadata, Permissions, Timestamp,
+    AccountLimits, DirEntry, EntryKind, Error, ErrorCode, Metadata, Permissions, SessionFacts,
+    Timestamp,
 };
 
 struct TestLimits;
@@ -59,17 +69,52 @@ fn misbehave(what: &str) {
             }
         }
         "trap" => panic!("asked to trap"),
+        "sleep" => std::thread::sleep(std::time::Duration::from_secs(3600)),
         _ => {}
     }
 }
 
+/// GETs `url`: the status, or why there is none.
+fn get(url: &str) -> Result<u16, String> {
+    wstd::runtime::block_on(async {
+        let request = wstd::http::Request::get(url)
+            .body(wstd::http::Body::empty())
+            .map_err(|e| e.to_string())?;
+        let response = wstd::http::Client::new()
+            .send(request)
+            .await
+            .map_err(|e| format!("{e:?}"))?;
+        Ok(response.status().as_u16())
+    })
+}
+
 impl auth::Guest for TestLimits {
     fn login(credentials: Credentials) -> Result<Account, Refusal> {
-        misbehave(&credentials.user);
+        if let Some(url) = credentials.user.strip_prefix("http:") {
+            match get(url) {
+                Ok(status) if (200..300).contains(&status) => {}
+                Ok(status) => {
+                    return Err(Refusal {
+                        reason: RefusalReason::BadCredentials,
+                        message: Some(format!("status {status}")),
+                    });
+                }
+                Err(why) => {
+                    return Err(Refusal {
+                        reason: RefusalReason::BadCredentials,
+                        message: Some(why),
+                    });
+                }
+            }
+        } else {
+            misbehave(&credentials.user);
+        }
         Ok(Account {
             user: credentials.user,
             home: "/".into(),
             permissions: Permissions::all(),
+            limits: no_limits(),
+            attributes: vec![("from".into(), "test-limits".into())],
         })
     }
 }
@@ -93,74 +138,118 @@ fn file(size: u64) -> Metadata {
     }
 }
 
+fn unsupported() -> Error {
+    Error {
+        code: ErrorCode::Unsupported,
+        message: None,
+    }
+}
+
 impl storage::Guest for TestLimits {
     type Reader = Zeroes;
     type Writer = Discard;
+    type DirLister = Names;
+    type Session = TestSession;
 
-    fn stat(path: String) -> Result<Metadata, Error> {
+    fn open_session(facts: SessionFacts) -> Result<Session, Error> {
+        if facts.user == "refuse-storage" {
+            return Err(Error {
+                code: ErrorCode::Unavailable,
+                message: Some("no storage for you".into()),
+            });
+        }
+        Ok(Session::new(TestSession { facts }))
+    }
+}
+
+struct TestSession {
+    facts: SessionFacts,
+}
+
+impl GuestSession for TestSession {
+    fn stat(&self, path: String) -> Result<Metadata, Error> {
         let calls = count();
         misbehave(path.trim_start_matches('/'));
         Ok(file(calls))
     }
 
-    fn list_dir(_path: String) -> Result<Vec<DirEntry>, Error> {
+    fn list_dir(&self, _path: String) -> Result<DirLister, Error> {
         let calls = count();
-        Ok(vec![DirEntry {
-            name: "calls".into(),
-            metadata: file(calls),
-        }])
+        let facts = &self.facts;
+        let mut names = vec![
+            format!("calls={calls}"),
+            format!("site={}", facts.site),
+            format!("user={}", facts.user),
+            format!("home={}", facts.home),
+            format!("client={}", facts.client_address),
+            format!("tls={}", facts.tls),
+        ];
+        if let Some(n) = facts.limits.max_sessions {
+            names.push(format!("max_sessions={n}"));
+        }
+        if let Some(n) = facts.limits.quota_bytes {
+            names.push(format!("quota_bytes={n}"));
+        }
+        for (k, v) in &facts.attributes {
+            names.push(format!("attribute.{k}={v}"));
+        }
+        names.reverse();
+        Ok(DirLister::new(Names(RefCell::new(names))))
     }
 
-    fn open_read(path: String, _offset: u64) -> Result<ReadSource, Error> {
+    fn open_read(&self, path: String, _offset: u64) -> Result<ReadSource, Error> {
         count();
         // `/loop-read`: opening works, every read spins (a transfer stuck in the plugin).
         let spin = path == "/loop-read";
         Ok(ReadSource::Chunks(Reader::new(Zeroes { spin })))
     }
 
-    fn open_write(_path: String, _mode: WriteMode) -> Result<WriteSink, Error> {
+    fn open_write(&self, _path: String, _mode: WriteMode) -> Result<WriteSink, Error> {
         count();
         Ok(WriteSink::Chunks(Writer::new(Discard)))
     }
 
-    fn make_dir(_path: String) -> Result<(), Error> {
+    fn make_dir(&self, _path: String) -> Result<(), Error> {
         count();
-        Err(Error {
-            code: ErrorCode::Unsupported,
-            message: None,
-        })
+        Err(unsupported())
     }
 
-    fn remove_dir(_path: String) -> Result<(), Error> {
+    fn remove_dir(&self, _path: String) -> Result<(), Error> {
         count();
-        Err(Error {
-            code: ErrorCode::Unsupported,
-            message: None,
-        })
+        Err(unsupported())
     }
 
-    fn delete(_path: String) -> Result<(), Error> {
+    fn delete(&self, _path: String) -> Result<(), Error> {
         count();
-        Err(Error {
-            code: ErrorCode::Unsupported,
-            message: None,
-        })
+        Err(unsupported())
     }
 
-    fn rename(_source: String, _target: String) -> Result<(), Error> {
+    fn rename(&self, _source: String, _target: String) -> Result<(), Error> {
         count();
-        Err(Error {
-            code: ErrorCode::Unsupported,
-            message: None,
-        })
+        Err(unsupported())
     }
 
-    fn set_modified(_path: String, _time: Timestamp) -> Result<(), Error> {
+    fn set_modified(&self, _path: String, _time: Timestamp) -> Result<(), Error> {
         count();
-        Err(Error {
-            code: ErrorCode::Unsupported,
-            message: None,
-        })
+        Err(unsupported())
+    }
+}
+
+/// Names handed out two per page, so paging is exercised.
+struct Names(RefCell<Vec<String>>);
+
+impl GuestDirLister for Names {
+    fn next_page(&self, max: u32) -> Result<Vec<DirEntry>, Error> {
+        let mut names = self.0.borrow_mut();
+        let mut page = Vec::new();
+        while page.len() < max.min(2) as usize {
+            let Some(name) = names.pop() else { break };
+            page.push(DirEntry {
+                name,
+                metadata: file(0),
+            });
+        }
+        Ok(page)
     }
 }
 
@@ -187,5 +276,31 @@ impl GuestWriter for Discard {
 
     fn finish(&self) -> Result<(), Error> {
         Ok(())
+    }
+}
+
+impl events::Guest for TestLimits {
+    fn handle(event: Event) -> Result<(), String> {
+        let behave = wasi::config::store::get("behave").ok().flatten();
+        misbehave(behave.as_deref().unwrap_or("ok"));
+        if let Ok(Some(url)) = wasi::config::store::get("url") {
+            let query = format!(
+                "{url}?kind={:?}&path={}",
+                event.kind,
+                event.path.unwrap_or_default()
+            );
+            get(&query)?;
+        }
+        Ok(())
+    }
+}
+
+fn no_limits() -> AccountLimits {
+    AccountLimits {
+        quota_bytes: None,
+        quota_files: None,
+        upload_bytes_per_second: None,
+        download_bytes_per_second: None,
+        max_sessions: None,
     }
 }

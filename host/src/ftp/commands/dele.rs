@@ -1,10 +1,12 @@
 //! DELE (RFC 959 section 4.1.3).
 
-use crate::backend::Permissions;
+use crate::backend::{EventKind, Permissions};
 use crate::ftp::events;
 use crate::ftp::reply::{Reply, ReplyCode};
 use crate::ftp::session::{HandlerResult, OrReply, Session};
 use crate::ops::transfer_log::Action;
+
+use super::shared;
 
 pub async fn run(session: &mut Session, arg: &str) -> HandlerResult {
     let target = session.target(arg, Permissions::DELETE)?;
@@ -13,6 +15,13 @@ pub async fn run(session: &mut Session, arg: &str) -> HandlerResult {
         session,
         Action::Delete,
         &target.client,
+        None,
+        result.is_ok(),
+    );
+    shared::file_event(
+        session,
+        EventKind::Delete,
+        &target.storage,
         None,
         result.is_ok(),
     );

@@ -3,7 +3,7 @@
 //! the last segment (`LIST *.txt`). `ls` flags (`-a`, `-l`, `-la`) are
 //! accepted and ignored: every entry is always shown.
 
-use crate::ftp::dtp::{Job, Source};
+use crate::ftp::listing::LineFormat;
 use crate::ftp::session::{HandlerResult, Session};
 
 use super::shared;
@@ -11,16 +11,11 @@ use super::shared;
 pub async fn run(session: &mut Session, arg: &str) -> HandlerResult {
     session.require_data_endpoint()?;
     let listed = shared::list_argument(session, arg).await?;
-    let text = shared::long_listing(&listed.entries);
-    session.start_transfer(
-        Job::Send {
-            source: Source::Bytes(text.into_bytes()),
-            ascii: false,
-            skip: 0,
-        },
-        format!("LIST {}", listed.client),
-        "Here comes the directory listing",
-    )
+    let format = LineFormat::Long {
+        now: chrono::Utc::now(),
+    };
+    let what = format!("LIST {}", listed.client);
+    shared::send_listing(session, listed.head, format, what)
 }
 
 #[cfg(test)]

@@ -1,15 +1,24 @@
 //! MKD and XMKD (RFC 959 section 4.1.3): `257 "path" created`.
 
-use crate::backend::Permissions;
+use crate::backend::{EventKind, Permissions};
 use crate::ftp::events;
 use crate::ftp::reply::{Reply, ReplyCode, quote_path};
 use crate::ftp::session::{HandlerResult, OrReply, Session};
 use crate::ops::transfer_log::Action;
 
+use super::shared;
+
 pub async fn run(session: &mut Session, arg: &str) -> HandlerResult {
     let target = session.target(arg, Permissions::MAKE_DIR)?;
     let result = target.fs.make_dir(&target.storage).await;
     events::file_op(session, Action::Mkdir, &target.client, None, result.is_ok());
+    shared::file_event(
+        session,
+        EventKind::Mkdir,
+        &target.storage,
+        None,
+        result.is_ok(),
+    );
     result.or_reply()?;
     Ok(Reply::new(
         ReplyCode::PathCreated,

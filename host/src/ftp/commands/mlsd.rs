@@ -3,8 +3,7 @@
 //! (section 7.2.1).
 
 use crate::backend::Permissions;
-use crate::ftp::dtp::{Job, Source};
-use crate::ftp::listing;
+use crate::ftp::listing::LineFormat;
 use crate::ftp::reply::{Reply, ReplyCode};
 use crate::ftp::session::{HandlerResult, Session};
 
@@ -13,30 +12,16 @@ use super::shared;
 pub async fn run(session: &mut Session, arg: &str) -> HandlerResult {
     session.require_data_endpoint()?;
     let target = session.target(arg, Permissions::LIST)?;
-    let (is_dir, entries) = shared::entries(&target).await?;
+    let (is_dir, head) = shared::listing(&target, None).await?;
     if !is_dir {
         return Err(Reply::new(ReplyCode::ArgumentError, "Not a directory"));
     }
-    let perms = session.user()?.account.permissions;
-    let mut text = String::with_capacity(entries.len() * 80);
-    for entry in &entries {
-        listing::mlsd_line(
-            &mut text,
-            &entry.name,
-            &entry.metadata,
-            perms,
-            session.mlst_facts,
-        );
-    }
-    session.start_transfer(
-        Job::Send {
-            source: Source::Bytes(text.into_bytes()),
-            ascii: false,
-            skip: 0,
-        },
-        format!("MLSD {}", target.client),
-        "Here comes the directory listing",
-    )
+    let format = LineFormat::Mlsd {
+        perms: session.user()?.account.permissions,
+        facts: session.mlst_facts,
+    };
+    let what = format!("MLSD {}", target.client);
+    shared::send_listing(session, head, format, what)
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 //! classic client's `mget` sends) gives the matching names with the directory
 //! part as written (`dir/a.txt`), ready for RETR.
 
-use crate::ftp::dtp::{Job, Source};
+use crate::ftp::listing::LineFormat;
 use crate::ftp::session::{HandlerResult, Session};
 
 use super::shared;
@@ -11,25 +11,11 @@ use super::shared;
 pub async fn run(session: &mut Session, arg: &str) -> HandlerResult {
     session.require_data_endpoint()?;
     let listed = shared::list_argument(session, arg).await?;
-    let prefix = listed.glob_prefix.as_deref().unwrap_or("");
-    let mut text = String::with_capacity(listed.entries.len() * (16 + prefix.len()));
-    for entry in &listed.entries {
-        // A name with a line break would read as two names.
-        if !entry.name.chars().any(char::is_control) {
-            text.push_str(prefix);
-            text.push_str(&entry.name);
-            text.push_str("\r\n");
-        }
-    }
-    session.start_transfer(
-        Job::Send {
-            source: Source::Bytes(text.into_bytes()),
-            ascii: false,
-            skip: 0,
-        },
-        format!("NLST {}", listed.client),
-        "Here comes the directory listing",
-    )
+    let format = LineFormat::Names {
+        prefix: listed.glob_prefix.unwrap_or_default(),
+    };
+    let what = format!("NLST {}", listed.client);
+    shared::send_listing(session, listed.head, format, what)
 }
 
 #[cfg(test)]

@@ -1,9 +1,11 @@
 //! PASS (RFC 959 section 4.1.1): second half of login. Failed logins are
 //! delayed and counted; too many close the connection.
 
+use std::time::SystemTime;
+
 use tracing::info;
 
-use crate::backend::{AuthError, Credentials};
+use crate::backend::{AuthError, Credentials, Event, EventKind, SessionFacts};
 use crate::ftp::reply::{Reply, ReplyCode, auth_error};
 use crate::ftp::session::{HandlerResult, LoggedIn, Session, State};
 use crate::ftp::{events, path};
@@ -56,13 +58,44 @@ pub async fn run(session: &mut Session, arg: &str) -> HandlerResult {
         tls: session.is_secure(),
         site: site.name.clone(),
     };
+    let login_event = |kind: EventKind, user: &str| {
+        let (site_name, client_ip) = (site.name.clone(), credentials.client_ip);
+        let user = user.to_string();
+        move || Event {
+            kind,
+            site: site_name,
+            user,
+            client_ip,
+            path: None,
+            target: None,
+            size: None,
+            duration: None,
+            ok: kind == EventKind::Login,
+            time: SystemTime::now(),
+        }
+    };
     match site.auth.login(&credentials).await {
         Ok(account) => {
+            let client_ip = credentials.client_ip;
+            if !ticket.claim_user(&account.user, client_ip, account.limits.max_sessions) {
+                info!(peer = %session.peer, user = %account.user, site = %site.name,
+                    "refused: account at its max_sessions");
+                site.events
+                    .emit(login_event(EventKind::LoginFailed, &account.user));
+                return Err(Reply::new(
+                    ReplyCode::ServiceNotAvailable,
+                    "Too many sessions for this account, try again later",
+                )
+                .and_close());
+            }
             info!(peer = %session.peer, user = %account.user, site = %site.name, "logged in");
             site.ops.metrics.login(LoginResult::ok);
             ticket.logged_in();
+            site.events
+                .emit(login_event(EventKind::Login, &account.user));
             let home = path::normalize_home(&account.home);
-            let storage = site.storage.open_session(&account);
+            let facts = SessionFacts::new(&site.name, &account, &home, client_ip, credentials.tls);
+            let storage = site.storage.open_session(&facts);
             session.log_in(
                 site,
                 LoggedIn {
@@ -83,6 +116,11 @@ pub async fn run(session: &mut Session, arg: &str) -> HandlerResult {
                 AuthError::Disabled(_) => LoginResult::disabled,
                 AuthError::Unavailable(_) | AuthError::PluginFailed(_) => LoginResult::unavailable,
             });
+            site.events.emit(login_event(EventKind::LoginFailed, &user));
+            if matches!(err, AuthError::Unavailable(_)) {
+                // An outage must not become a fast retry loop for the client.
+                tokio::time::sleep(session.settings.login_failure_delay).await;
+            }
             if matches!(err, AuthError::BadCredentials(_) | AuthError::Disabled(_)) {
                 session.ops.defender.record_user_failure(&site.name, &user);
                 if let Some(ban) = session.ops.defender.record(client, Offence::FailedLogin) {

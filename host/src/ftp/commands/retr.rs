@@ -2,9 +2,11 @@
 //! the offset counts converted bytes, so the file is read from the start and
 //! the converted output skipped.
 
-use crate::backend::Permissions;
+use crate::backend::{EventKind, Permissions};
 use crate::ftp::dtp::{Job, Source};
 use crate::ftp::session::{HandlerResult, OrReply, Session, TransferType};
+
+use super::shared;
 
 pub async fn run(session: &mut Session, arg: &str) -> HandlerResult {
     session.require_data_endpoint()?;
@@ -19,6 +21,7 @@ pub async fn run(session: &mut Session, arg: &str) -> HandlerResult {
         .or_reply()?;
     let mode = if ascii { "ASCII" } else { "BINARY" };
     let preliminary = format!("Opening {mode} mode data connection for {}", target.client);
+    let report = shared::transfer_report(session, EventKind::Download, &target.storage);
     session.start_transfer(
         Job::Send {
             source: Source::File(reader),
@@ -27,6 +30,7 @@ pub async fn run(session: &mut Session, arg: &str) -> HandlerResult {
         },
         format!("RETR {}", target.client),
         &preliminary,
+        report,
     )
 }
 

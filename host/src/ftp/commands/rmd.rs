@@ -1,10 +1,12 @@
 //! RMD and XRMD (RFC 959 section 4.1.3). The home itself cannot be removed.
 
-use crate::backend::Permissions;
+use crate::backend::{EventKind, Permissions};
 use crate::ftp::events;
 use crate::ftp::reply::{Reply, ReplyCode};
 use crate::ftp::session::{HandlerResult, OrReply, Session, permission_denied};
 use crate::ops::transfer_log::Action;
+
+use super::shared;
 
 pub async fn run(session: &mut Session, arg: &str) -> HandlerResult {
     let target = session.target(arg, Permissions::REMOVE_DIR)?;
@@ -13,6 +15,13 @@ pub async fn run(session: &mut Session, arg: &str) -> HandlerResult {
     }
     let result = target.fs.remove_dir(&target.storage).await;
     events::file_op(session, Action::Rmdir, &target.client, None, result.is_ok());
+    shared::file_event(
+        session,
+        EventKind::Rmdir,
+        &target.storage,
+        None,
+        result.is_ok(),
+    );
     result.or_reply()?;
     Ok(Reply::new(ReplyCode::FileActionOk, "Directory removed"))
 }

@@ -1,11 +1,13 @@
 //! RNTO (RFC 959 section 4.1.3): completes a rename started by RNFR; `503`
 //! without one.
 
-use crate::backend::Permissions;
+use crate::backend::{EventKind, Permissions};
 use crate::ftp::events;
 use crate::ftp::reply::{Reply, ReplyCode};
 use crate::ftp::session::{HandlerResult, OrReply, Session, permission_denied};
 use crate::ops::transfer_log::Action;
+
+use super::shared;
 
 pub async fn run(session: &mut Session, arg: &str) -> HandlerResult {
     let Some(from) = session.user_mut()?.rename_from.take() else {
@@ -16,6 +18,8 @@ pub async fn run(session: &mut Session, arg: &str) -> HandlerResult {
         return Err(permission_denied());
     }
     let result = target.fs.rename(&from, &target.storage).await;
+    let ok = result.is_ok();
+    shared::file_event(session, EventKind::Rename, &from, Some(&target.storage), ok);
     let home = &session.user()?.home;
     let from_client = crate::ftp::path::to_client(home, &from);
     events::file_op(

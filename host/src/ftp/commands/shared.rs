@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
-use crate::backend::{DirEntry, ErrorKind, Metadata, Permissions, WriteMode};
+use crate::backend::{DirEntry, ErrorKind, Event, EventKind, Metadata, Permissions, WriteMode};
 use crate::ftp::dtp::{self, Job};
-use crate::ftp::listing;
+use crate::ftp::listing::{LineFormat, ListingHead, ListingReader};
 use crate::ftp::path;
 use crate::ftp::reply::{Reply, ReplyCode};
 use crate::ftp::session::{HandlerResult, KeptListener, OrReply, Session, Target, TransferType};
@@ -142,10 +142,12 @@ pub async fn upload(session: &mut Session, arg: &str, kind: Upload) -> HandlerRe
     } else {
         "STOR"
     };
+    let report = transfer_report(session, EventKind::Upload, &target.storage);
     session.start_transfer(
         Job::Receive { writer, ascii },
         format!("{verb} {}", target.client),
         "Ok to send data",
+        report,
     )
 }
 
@@ -166,8 +168,8 @@ pub fn strip_list_flags(arg: &str) -> &str {
 pub struct Listed {
     /// The path listed, as the client sees it (the directory, for a wildcard).
     pub client: String,
-    /// Sorted by name.
-    pub entries: Vec<DirEntry>,
+    /// The entries, or the first of a large directory's and a way to the rest.
+    pub head: ListingHead,
     /// For a wildcard argument, its directory part as the client wrote it
     /// (`dir/` for `dir/*.txt`, empty for `*.txt`): NLST puts it before each
     /// name, so that `mget` can RETR the names as they are.
@@ -186,25 +188,13 @@ pub async fn list_argument(session: &mut Session, arg: &str) -> Result<Listed, R
         match target.fs.stat(&target.storage).await {
             Err(err) if err.kind == ErrorKind::NotFound => {
                 let dir_target = session.target(dir, Permissions::LIST)?;
-                let (is_dir, entries) = entries(&dir_target).await?;
-                if !is_dir {
-                    return Err(Reply::new(ReplyCode::FileNotAvailable, "No files found"));
-                }
-                let options = glob::MatchOptions {
-                    case_sensitive: true,
-                    require_literal_separator: true,
-                    require_literal_leading_dot: true,
+                let head = match listing(&dir_target, Some(pattern)).await? {
+                    (true, head) if !head.entries.is_empty() => head,
+                    _ => return Err(Reply::new(ReplyCode::FileNotAvailable, "No files found")),
                 };
-                let matching: Vec<DirEntry> = entries
-                    .into_iter()
-                    .filter(|e| pattern.matches_with(&e.name, options))
-                    .collect();
-                if matching.is_empty() {
-                    return Err(Reply::new(ReplyCode::FileNotAvailable, "No files found"));
-                }
                 return Ok(Listed {
                     client: dir_target.client,
-                    entries: matching,
+                    head,
                     glob_prefix: Some(dir.to_string()),
                 });
             }
@@ -212,10 +202,10 @@ pub async fn list_argument(session: &mut Session, arg: &str) -> Result<Listed, R
             _ => {}
         }
     }
-    let (_, entries) = entries(&target).await?;
+    let (_, head) = listing(&target, None).await?;
     Ok(Listed {
         client: target.client,
-        entries,
+        head,
         glob_prefix: None,
     })
 }
@@ -235,39 +225,123 @@ fn split_wildcard(arg: &str) -> Option<(&str, glob::Pattern)> {
     Some((dir, glob::Pattern::new(last).ok()?))
 }
 
-/// What a listing of `target` contains: a directory's entries (sorted by
-/// name), or the entry itself when it names a file.
-pub async fn entries(target: &Target) -> Result<(bool, Vec<DirEntry>), Reply> {
+/// What a listing of `target` contains: a directory's entries (the head of
+/// them, for a large one; only those matching `pattern`), or the entry itself
+/// when it names a file (then `false`).
+pub async fn listing(
+    target: &Target,
+    pattern: Option<glob::Pattern>,
+) -> Result<(bool, ListingHead), Reply> {
+    let to_reply =
+        |err| crate::ftp::reply::storage_error(&err, crate::ftp::reply::ErrorContext::Command);
     match target.fs.list_dir(&target.storage).await {
-        Ok(mut entries) => {
-            entries.sort_unstable_by(|a, b| a.name.cmp(&b.name));
-            Ok((true, entries))
-        }
+        Ok(lister) => Ok((
+            true,
+            ListingHead::read(lister, pattern).await.map_err(to_reply)?,
+        )),
         Err(err) if err.kind == ErrorKind::NotADirectory => {
             let metadata: Metadata = target.fs.stat(&target.storage).await.or_reply()?;
             Ok((
                 false,
-                vec![DirEntry {
+                ListingHead::one(DirEntry {
                     name: path::file_name(&target.client).to_string(),
                     metadata,
-                }],
+                }),
             ))
         }
-        Err(err) => Err(crate::ftp::reply::storage_error(
-            &err,
-            crate::ftp::reply::ErrorContext::Command,
-        )),
+        Err(err) => Err(to_reply(err)),
     }
 }
 
-/// `ls -l` text for LIST (CRLF line ends).
-pub fn long_listing(entries: &[DirEntry]) -> String {
-    let now = chrono::Utc::now();
-    let mut out = String::with_capacity(entries.len() * 64);
-    for entry in entries {
-        listing::list_line(&mut out, &entry.name, &entry.metadata, now);
+/// Starts sending a listing over the data connection.
+pub fn send_listing(
+    session: &mut Session,
+    head: ListingHead,
+    format: LineFormat,
+    what: String,
+) -> HandlerResult {
+    session.start_transfer(
+        Job::Send {
+            source: dtp::Source::File(Box::new(ListingReader::new(head, format))),
+            ascii: false,
+            skip: 0,
+        },
+        what,
+        "Here comes the directory listing",
+        None,
+    )
+}
+
+/// `ls -l` lines for STAT over the control connection: the head of the
+/// listing only, so a huge directory cannot make one reply unbounded.
+pub fn long_listing(head: &ListingHead) -> Vec<String> {
+    let format = LineFormat::Long {
+        now: chrono::Utc::now(),
+    };
+    let mut out = String::with_capacity(head.entries.len() * 64);
+    for entry in &head.entries {
+        format.write(&mut out, entry);
     }
-    out
+    let mut lines: Vec<String> = out.lines().map(str::to_string).collect();
+    if head.rest.is_some() {
+        lines.push(format!(
+            "(only the first {} entries are shown; use LIST for all)",
+            head.entries.len()
+        ));
+    }
+    lines
+}
+
+/// A report that turns a transfer's end into an upload or download event
+/// (`path` is the storage path), or `None` when the site has no event handlers.
+pub fn transfer_report(
+    session: &Session,
+    kind: EventKind,
+    path: &str,
+) -> Option<dtp::TransferReport> {
+    let (Some(site), Some(user)) = (&session.site, session.logged_in()) else {
+        return None;
+    };
+    if site.events.is_empty() {
+        return None;
+    }
+    let events = site.events.clone();
+    let (site, user) = (site.name.clone(), user.account.user.clone());
+    let (client_ip, path) = (session.client_ip(), path.to_string());
+    Some(Box::new(move |bytes, duration, ok| {
+        events.emit(|| Event {
+            kind,
+            site,
+            user,
+            client_ip,
+            path: Some(path),
+            target: None,
+            size: Some(bytes),
+            duration: Some(duration),
+            ok,
+            time: std::time::SystemTime::now(),
+        });
+    }))
+}
+
+/// Reports a file operation to the site's event handlers, if it has any.
+/// `path` and `target` are storage paths: what names the file in the backend.
+pub fn file_event(session: &Session, kind: EventKind, path: &str, target: Option<&str>, ok: bool) {
+    let (Some(site), Some(user)) = (&session.site, session.logged_in()) else {
+        return;
+    };
+    site.events.emit(|| Event {
+        kind,
+        site: site.name.clone(),
+        user: user.account.user.clone(),
+        client_ip: session.client_ip(),
+        path: Some(path.to_string()),
+        target: target.map(str::to_string),
+        size: None,
+        duration: None,
+        ok,
+        time: std::time::SystemTime::now(),
+    });
 }
 
 /// Reads a file through the LF → CRLF conversion to count what RETR would

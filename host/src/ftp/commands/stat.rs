@@ -13,11 +13,7 @@ pub async fn run(session: &mut Session, arg: &str) -> HandlerResult {
     if !arg.trim().is_empty() {
         let listed = shared::list_argument(session, arg).await?;
         let mut lines = vec![format!("Status of {}:", listed.client)];
-        lines.extend(
-            shared::long_listing(&listed.entries)
-                .lines()
-                .map(str::to_string),
-        );
+        lines.extend(shared::long_listing(&listed.head));
         lines.push("End of status".to_string());
         return Ok(Reply::multi(ReplyCode::FileStatus, lines));
     }

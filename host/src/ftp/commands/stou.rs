@@ -4,11 +4,13 @@
 //! Another session could take the name between the check and the open; the
 //! storage interface has no create-exclusive mode to close that gap.
 
-use crate::backend::{ErrorKind, Permissions, WriteMode};
+use crate::backend::{ErrorKind, EventKind, Permissions, WriteMode};
 use crate::ftp::dtp::Job;
 use crate::ftp::path;
 use crate::ftp::reply::{Reply, ReplyCode};
 use crate::ftp::session::{HandlerResult, OrReply, Session, TransferType};
+
+use super::shared;
 
 const ATTEMPTS: u32 = 100;
 
@@ -40,10 +42,12 @@ pub async fn run(session: &mut Session, arg: &str) -> HandlerResult {
             .or_reply()?;
         let ascii = session.transfer_type == TransferType::Ascii;
         let name = path::file_name(&target.client).to_string();
+        let report = shared::transfer_report(session, EventKind::Upload, &target.storage);
         return session.start_transfer(
             Job::Receive { writer, ascii },
             format!("STOU {}", target.client),
             &format!("FILE: {name}"),
+            report,
         );
     }
     Err(Reply::new(
