@@ -44,7 +44,8 @@ class Service:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 data = json.loads(body) if body else None
                 with service.lock:
-                    service.requests.append((self.path, data, dict(self.headers)))
+                    service.requests.append(
+                        (self.path, data, {k.lower(): v for k, v in self.headers.items()}))
                 if self.path == "/events":
                     with service.lock:
                         service.events.append(data)
@@ -182,7 +183,7 @@ def test_auth_http_users_refusals_errors_and_per_user_roots(service, tmp_path):
         _, sent, headers = service.requests[0]
         assert sent == {"user": "ann", "password": "ann pw", "client_address": "127.0.0.1",
                         "tls": False, "site": "main"}
-        assert headers["Content-Type"] == "application/json"
+        assert headers["content-type"] == "application/json"
 
         # max_sessions = 1: a second session of ann is refused with 421.
         _, code = login_reply(server, "ann", "ann pw")
