@@ -71,6 +71,9 @@ pub enum Job {
 pub enum Source {
     File(Box<dyn FileReader>),
     Bytes(Vec<u8>),
+    /// A directory listing formatted while it is sent (LIST, MLSD, NLST): not
+    /// a download (no bandwidth limit, no transfer-log entry, no sendfile).
+    Listing(Box<dyn FileReader>),
 }
 
 /// What a transfer needs from its session.
@@ -360,6 +363,14 @@ pub async fn run(endpoint: DataEndpoint, job: Job, mut ctx: DataContext) -> Repl
             skip,
         } => {
             let source = StorageReader::Memory(Some(Bytes::from(bytes)));
+            pump(Download::new(stream, source, ascii, skip), &ctx).await
+        }
+        Job::Send {
+            source: Source::Listing(reader),
+            ascii,
+            skip,
+        } => {
+            let source = StorageReader::Inline { reader, reads: 0 };
             pump(Download::new(stream, source, ascii, skip), &ctx).await
         }
         Job::Send {

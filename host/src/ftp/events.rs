@@ -87,19 +87,37 @@ pub fn file_op(session: &Session, action: Action, path: &str, target: Option<&st
 }
 
 /// The bandwidth limit of a file transfer: the user's bucket for its
-/// direction, shared by all of the user's sessions on the site.
+/// direction, shared by all of the user's sessions on the site. The site's
+/// rate and the account's own (from its auth plugin) both apply: the lower.
 pub fn rate_limit(session: &Session, job: &Job) -> crate::ops::rate::Limit {
     let site = session.site.as_ref()?;
-    let (direction, rate) = match job {
+    let account = &session.logged_in()?.account;
+    let (direction, site_rate, account_rate) = match job {
         Job::Send {
             source: Source::File(_),
             ..
-        } => (Direction::download, site.ops.download_rate?),
+        } => (
+            Direction::download,
+            site.ops.download_rate,
+            account.limits.download_bytes_per_second,
+        ),
         Job::Send { .. } => return None,
-        Job::Receive { .. } => (Direction::upload, site.ops.upload_rate?),
+        Job::Receive { .. } => (
+            Direction::upload,
+            site.ops.upload_rate,
+            account.limits.upload_bytes_per_second,
+        ),
     };
-    let user = &session.logged_in()?.account.user;
-    Some(session.ops.rates.bucket(&site.name, user, direction, rate))
+    let rate = match (site_rate, account_rate) {
+        (Some(site_rate), Some(account_rate)) => site_rate.min(account_rate),
+        (site_rate, account_rate) => site_rate.or(account_rate)?,
+    };
+    Some(
+        session
+            .ops
+            .rates
+            .bucket(&site.name, &account.user, direction, rate),
+    )
 }
 
 /// One transfer's bookkeeping: counted (and, for files, logged) when it

@@ -308,15 +308,8 @@ impl OutboundPolicy {
         let between = options
             .and_then(|o| o.between_bytes_timeout)
             .map_or(self.between_frames, |t| t.min(self.between_frames));
-        let response = response.map(|body| {
-            BoundedBody {
-                inner: body,
-                remaining: self.max_response,
-                between,
-                timer: Box::pin(tokio::time::sleep(between)),
-            }
-            .boxed_unsync()
-        });
+        let response =
+            response.map(|body| BoundedBody::new(body, self.max_response, between).boxed_unsync());
         let driver = async move {
             match connection.await {
                 Ok(Ok(())) => Ok(()),
@@ -452,14 +445,35 @@ fn tls_config() -> Result<Arc<rustls::ClientConfig>, String> {
 }
 
 /// A response body with a size limit and a wait limit per frame.
-struct BoundedBody {
-    inner: hyper::body::Incoming,
+struct BoundedBody<B = hyper::body::Incoming> {
+    inner: B,
     remaining: u64,
     between: Duration,
     timer: Pin<Box<tokio::time::Sleep>>,
+    /// Set while a consumer waits for the next frame. The timer starts when
+    /// it starts waiting, not when the previous frame came: a plugin that
+    /// reads slowly (a RETR to a slow client) must not time out a server that
+    /// answers at once.
+    waiting: bool,
 }
 
-impl Body for BoundedBody {
+impl<B> BoundedBody<B> {
+    fn new(inner: B, max: u64, between: Duration) -> Self {
+        BoundedBody {
+            inner,
+            remaining: max,
+            between,
+            timer: Box::pin(tokio::time::sleep(between)),
+            waiting: false,
+        }
+    }
+}
+
+impl<B> Body for BoundedBody<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    Error: From<B::Error>,
+{
     type Data = Bytes;
     type Error = Error;
 
@@ -467,6 +481,11 @@ impl Body for BoundedBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
+        if !self.waiting {
+            self.waiting = true;
+            let until = tokio::time::Instant::now() + self.between;
+            self.timer.as_mut().reset(until);
+        }
         match Pin::new(&mut self.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
@@ -476,11 +495,10 @@ impl Body for BoundedBody {
                     }
                     self.remaining -= len;
                 }
-                let next = tokio::time::Instant::now() + self.between;
-                self.timer.as_mut().reset(next);
+                self.waiting = false;
                 Poll::Ready(Some(Ok(frame)))
             }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Error::Hyper(e)))),
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => match self.timer.as_mut().poll(cx) {
                 Poll::Ready(()) => Poll::Ready(Some(Err(Error::ConnectionReadTimeout))),
@@ -501,6 +519,58 @@ impl Body for BoundedBody {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A body whose frames arrive when the test sends them.
+    struct Channel(tokio::sync::mpsc::UnboundedReceiver<Bytes>);
+
+    impl Body for Channel {
+        type Data = Bytes;
+        type Error = Error;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
+            self.0
+                .poll_recv(cx)
+                .map(|data| data.map(|data| Ok(Frame::data(data))))
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn body_timer_runs_only_while_someone_waits() {
+        let (send, receive) = tokio::sync::mpsc::unbounded_channel();
+        let between = Duration::from_secs(1);
+        let mut body = BoundedBody::new(Channel(receive), 100, between);
+        send.send(Bytes::from_static(b"one")).expect("send");
+        send.send(Bytes::from_static(b"two")).expect("send");
+        let first = body.frame().await.expect("a frame").expect("data");
+        assert_eq!(first.into_data().ok(), Some(Bytes::from_static(b"one")));
+        // The consumer is slow: much longer than `between` before it asks
+        // again. The frame waiting for it is still handed out.
+        tokio::time::sleep(between * 5).await;
+        let second = body.frame().await.expect("a frame").expect("data");
+        assert_eq!(second.into_data().ok(), Some(Bytes::from_static(b"two")));
+        // Waiting itself is bounded.
+        let started = tokio::time::Instant::now();
+        let third = body.frame().await.expect("an answer");
+        assert!(matches!(third, Err(Error::ConnectionReadTimeout)));
+        assert_eq!(started.elapsed(), between);
+        drop(send);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn body_size_is_bounded() {
+        let (send, receive) = tokio::sync::mpsc::unbounded_channel();
+        let mut body = BoundedBody::new(Channel(receive), 5, Duration::from_secs(1));
+        send.send(Bytes::from_static(b"four")).expect("send");
+        send.send(Bytes::from_static(b"more")).expect("send");
+        assert!(body.frame().await.expect("a frame").is_ok());
+        assert!(matches!(
+            body.frame().await.expect("an answer"),
+            Err(Error::HttpResponseBodySize(None))
+        ));
+    }
 
     fn grant(text: &str) -> AllowedHost {
         AllowedHost::parse(text).unwrap_or_else(|e| panic!("{text}: {e}"))

@@ -262,7 +262,7 @@ pub fn send_listing(
 ) -> HandlerResult {
     session.start_transfer(
         Job::Send {
-            source: dtp::Source::File(Box::new(ListingReader::new(head, format))),
+            source: dtp::Source::Listing(Box::new(ListingReader::new(head, format))),
             ascii: false,
             skip: 0,
         },
