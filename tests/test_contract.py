@@ -241,6 +241,41 @@ def test_auth_http_cache_answers_repeat_logins(service, tmp_path):
         server.stop()
 
 
+def test_account_bandwidth_limits_from_auth_http_apply(service, tmp_path):
+    """The account's own limits (from the user directory) slow its transfers;
+    another account on the same site is not limited. Only lower bounds on
+    time are asserted: a loaded machine can only make transfers slower."""
+    root = tmp_path / "root"
+    root.mkdir()
+    data = os.urandom(1_500_000)
+    (root / "big.bin").write_bytes(data)
+    service.users = {
+        "slow": ("pw", {"home": "/", "limits": {"download_bytes_per_second": 500_000,
+                                                 "upload_bytes_per_second": 500_000}}),
+        "fast": ("pw", {"home": "/"}),
+    }
+    server = start_server(write_config(tmp_path, auth_http_block(service) + storage_block(root)))
+    try:
+        slow, code = login_reply(server, "slow", "pw")
+        assert code == "230"
+        started = time.monotonic()
+        assert retr(slow, "big.bin") == data
+        took = time.monotonic() - started
+        assert took >= 2.5, f"1.5 MB at 500 kB/s took {took:.2f} s"
+        started = time.monotonic()
+        slow.storbinary("STOR up.bin", io.BytesIO(data))
+        took = time.monotonic() - started
+        assert took >= 2.5, f"1.5 MB up at 500 kB/s took {took:.2f} s"
+        assert (root / "up.bin").read_bytes() == data
+        slow.quit()
+        fast, code = login_reply(server, "fast", "pw")
+        assert code == "230"
+        assert retr(fast, "big.bin") == data
+        fast.quit()
+    finally:
+        server.stop()
+
+
 def test_a_host_that_is_not_allowed_is_denied_and_logged(service, tmp_path):
     root = tmp_path / "root"
     root.mkdir()
