@@ -250,13 +250,13 @@ def test_account_bandwidth_limits_from_auth_http_apply(service, tmp_path):
     data = os.urandom(1_500_000)
     (root / "big.bin").write_bytes(data)
     service.users = {
-        "slow": ("pw", {"home": "/", "limits": {"download_bytes_per_second": 500_000,
+        "limited": ("pw", {"home": "/", "limits": {"download_bytes_per_second": 500_000,
                                                  "upload_bytes_per_second": 500_000}}),
-        "fast": ("pw", {"home": "/"}),
+        "free": ("pw", {"home": "/"}),
     }
     server = start_server(write_config(tmp_path, auth_http_block(service) + storage_block(root)))
     try:
-        slow, code = login_reply(server, "slow", "pw")
+        slow, code = login_reply(server, "limited", "pw")
         assert code == "230"
         started = time.monotonic()
         assert retr(slow, "big.bin") == data
@@ -268,7 +268,7 @@ def test_account_bandwidth_limits_from_auth_http_apply(service, tmp_path):
         assert took >= 2.5, f"1.5 MB up at 500 kB/s took {took:.2f} s"
         assert (root / "up.bin").read_bytes() == data
         slow.quit()
-        fast, code = login_reply(server, "fast", "pw")
+        fast, code = login_reply(server, "free", "pw")
         assert code == "230"
         assert retr(fast, "big.bin") == data
         fast.quit()
