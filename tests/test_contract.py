@@ -9,6 +9,7 @@ import ftplib
 import io
 import json
 import os
+import subprocess
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, SERVER_DEFAULTS, password_hash, start_server, toml_str
+from conftest import BINARY, REPO, SERVER_DEFAULTS, password_hash, start_server, toml_str
 
 
 # ---------------------------------------------------------------- an HTTP service
@@ -396,6 +397,35 @@ config = {{ url = {toml_str(service.origin + "/events")} }}
             server.wait_for_log("event queue full")
     finally:
         server.stop()
+
+
+def kit_test(*args):
+    return subprocess.run([str(BINARY), "plugin", "test", *args], capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_kit_event_battery_against_the_webhook(service):
+    run = kit_test("--events", "builtin:events-webhook", "--allow-host", service.origin,
+                   "--config", f"url={service.origin}/events")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert run.stdout.rstrip().endswith("15 passed, 0 failed"), run.stdout
+    # Nine kinds, five odd events, a run of 100: all reached the service.
+    events = service.wait_events(114)
+    assert {e["event"] for e in events} == {
+        "login", "login-failed", "logout", "upload", "download", "delete", "rename", "mkdir", "rmdir"}
+    assert any(e["client_address"] == "2001:db8::1" for e in events)
+
+
+def test_kit_event_battery_fails_a_trapping_or_denied_plugin(service):
+    run = kit_test("--events", str(built_test_plugin("test_limits.wasm")), "--config", "behave=trap")
+    assert run.returncode == 1, run.stdout
+    assert "FAIL event `login` is handled: " in run.stdout and "trapped" in run.stdout, run.stdout
+    # Without --allow-host the webhook's requests are denied, and the check says so.
+    run = kit_test("--events", "builtin:events-webhook", "--config", f"url={service.origin}/events",
+                   "--config", "budget=300ms")
+    assert run.returncode == 1, run.stdout
+    assert "not in this plugin's allowed_hosts" in run.stdout, run.stdout
+    assert service.hits("/events") == 0
 
 
 # ---------------------------------------------------------------- 0.1.0 plugins

@@ -45,6 +45,11 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
 
     let tokio = async_runtime()?;
     match &plugin.kind {
+        Kind::Events(_) => {
+            println!(
+                "(no further figures for event plugins: `plugin test --events` times each event)"
+            );
+        }
         Kind::Auth(auth) => {
             let Some((user, password)) = args.login.as_deref().and_then(|l| l.split_once(':'))
             else {

@@ -10,6 +10,7 @@
 
 mod auth;
 mod bench;
+mod events;
 mod inspect;
 mod report;
 mod storage;
@@ -23,9 +24,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 
+use crate::backend::EventHandler;
 use crate::backend::{Account, Authenticator, Permissions, SessionFacts, StorageProvider};
 use crate::plugin::{
-    Grant, GrantMode, PluginLimits, PluginRuntime, PluginSource, PluginSpec, RuntimeOptions,
+    AllowedHost, Grant, GrantMode, PluginLimits, PluginRuntime, PluginSource, PluginSpec,
+    RuntimeOptions,
 };
 use report::Report;
 
@@ -50,7 +53,7 @@ pub enum PluginCommand {
 
 /// Which plugin, and what the site would give it.
 #[derive(Args, Clone)]
-#[command(group(clap::ArgGroup::new("plugin").required(true).args(["storage", "auth"])))]
+#[command(group(clap::ArgGroup::new("plugin").required(true).args(["storage", "auth", "events"])))]
 pub struct PluginArgs {
     /// A storage plugin: a component file or `builtin:NAME`.
     #[arg(long, value_name = "FILE.wasm")]
@@ -58,6 +61,9 @@ pub struct PluginArgs {
     /// An auth plugin: a component file or `builtin:NAME`.
     #[arg(long, value_name = "FILE.wasm")]
     pub auth: Option<String>,
+    /// An event plugin: a component file or `builtin:NAME`.
+    #[arg(long, value_name = "FILE.wasm")]
+    pub events: Option<String>,
     /// A configuration value, as the site's flattened `config` table would give it (repeatable).
     #[arg(long = "config", value_name = "KEY=VALUE", value_parser = key_value)]
     pub config: Vec<(String, String)>,
@@ -65,6 +71,10 @@ pub struct PluginArgs {
     /// plugin with no `--dir` gets a fresh temporary directory as `/`.
     #[arg(long = "dir", value_name = "GUEST=HOSTDIR", value_parser = key_value)]
     pub dirs: Vec<(String, String)>,
+    /// Let the plugin send HTTP requests to ORIGIN (`http://127.0.0.1:8333`),
+    /// as a site's `allowed_hosts` does (repeatable).
+    #[arg(long = "allow-host", value_name = "ORIGIN", value_parser = allowed_host)]
+    pub allow_hosts: Vec<AllowedHost>,
     /// Per-call deadline, as a site's `call_timeout` (the server's default, so passing here means passing there).
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = duration)]
     pub call_timeout: Duration,
@@ -149,6 +159,13 @@ fn test(args: TestArgs) -> anyhow::Result<bool> {
             };
             tokio.block_on(auth::run(authenticator.as_ref(), &settings, &mut report));
         }
+        Kind::Events(handler) => {
+            if !args.expect.is_empty() {
+                bail!("--expect is for auth plugins");
+            }
+            let timeout = args.plugin.call_timeout;
+            tokio.block_on(events::run(handler.as_ref(), timeout, &mut report));
+        }
     }
     let (_, failed) = report.finish();
     Ok(failed == 0)
@@ -185,19 +202,29 @@ struct Loaded {
     load_time: Duration,
 }
 
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum World {
+    Storage,
+    Auth,
+    Events,
+}
+
 enum Kind {
     Storage(Arc<dyn StorageProvider>),
     Auth(Arc<dyn Authenticator>),
+    Events(Arc<dyn EventHandler>),
 }
 
 impl Loaded {
     /// Loads the plugin `args` names. `cache`: false compiles from scratch.
     fn new(args: &PluginArgs, cache: bool) -> anyhow::Result<Self> {
-        let (name, is_storage) = match (&args.storage, &args.auth) {
-            (Some(s), None) => (s.clone(), true),
-            (None, Some(a)) => (a.clone(), false),
-            _ => bail!("name exactly one of --storage and --auth"),
+        let (name, world) = match (&args.storage, &args.auth, &args.events) {
+            (Some(s), None, None) => (s.clone(), World::Storage),
+            (None, Some(a), None) => (a.clone(), World::Auth),
+            (None, None, Some(e)) => (e.clone(), World::Events),
+            _ => bail!("name exactly one of --storage, --auth and --events"),
         };
+        let is_storage = world == World::Storage;
         let source = match name.strip_prefix("builtin:") {
             Some(builtin) => PluginSource::Builtin(builtin.into()),
             None => PluginSource::File(PathBuf::from(&name)),
@@ -225,6 +252,7 @@ impl Loaded {
         let spec = PluginSpec {
             config: args.config.clone(),
             grants: grants.clone(),
+            allowed_hosts: args.allow_hosts.clone(),
             limits: PluginLimits {
                 call_timeout: args.call_timeout,
                 ..PluginLimits::default()
@@ -238,10 +266,10 @@ impl Loaded {
         };
         let runtime = PluginRuntime::new(RuntimeOptions { cache_dir })?;
         let started = Instant::now();
-        let kind = if is_storage {
-            Kind::Storage(runtime.load_storage(spec)?)
-        } else {
-            Kind::Auth(runtime.load_auth(spec)?)
+        let kind = match world {
+            World::Storage => Kind::Storage(runtime.load_storage(spec)?),
+            World::Auth => Kind::Auth(runtime.load_auth(spec)?),
+            World::Events => Kind::Events(runtime.load_events(spec)?),
         };
         Ok(Loaded {
             name,
@@ -312,6 +340,10 @@ fn key_value(text: &str) -> Result<(String, String), String> {
         Some((k, v)) if !k.is_empty() => Ok((k.into(), v.into())),
         _ => Err(format!("`{text}`: expected KEY=VALUE")),
     }
+}
+
+fn allowed_host(text: &str) -> Result<AllowedHost, String> {
+    AllowedHost::parse(text)
 }
 
 fn duration(text: &str) -> Result<Duration, String> {

@@ -256,7 +256,14 @@ impl OutboundPolicy {
             .iter()
             .find(|grant| grant.matches(https, &host, port))
         else {
-            return Err(self.deny(&origin, "not in this plugin's allowed_hosts"));
+            let denied = self.deny(&origin, "not in this plugin's allowed_hosts");
+            // Take the body the guest is writing (and drop it) before
+            // answering: a guest that writes its whole body before reading the
+            // response (most clients do) would otherwise see its write fail and
+            // report a reset connection instead of this error.
+            let drain = request.into_body().collect();
+            let _ = tokio::time::timeout_at(deadline, drain).await;
+            return Err(denied);
         };
 
         // Guest-set timeouts may shorten ours, never lengthen them.
