@@ -316,6 +316,96 @@ def test_python_auth_and_c_storage_serve_ftplib(plugins, tmp_path):
         server.stop()
 
 
+class AttributeService:
+    """`GET /attrs/USER` -> the user's attributes as JSON (404 for others), on
+    127.0.0.1, recording the paths asked for."""
+
+    def __init__(self, attributes):
+        import json
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.paths = []
+        service = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                service.paths.append(self.path)
+                user = self.path.rsplit("/", 1)[-1]
+                found = attributes.get(user)
+                raw = json.dumps(found).encode() if found is not None else b""
+                self.send_response(200 if found is not None else 404)
+                self.send_header("Content-Length", str(len(raw)))
+                self.end_headers()
+                self.wfile.write(raw)
+
+        self.http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.origin = f"http://127.0.0.1:{self.http.server_address[1]}"
+        threading.Thread(target=self.http.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.http.shutdown()
+        self.http.server_close()
+
+
+def test_python_auth_attributes_over_http_give_each_user_a_root(plugins, tmp_path):
+    """Contract 0.2 in Python: auth-passwd asks an HTTP service (wasi:http,
+    allowed_hosts) for the user's attributes; storage-fs serves each user
+    from the root the attribute names."""
+    users = tmp_path / "users"
+    users.mkdir()
+    (users / "passwd").write_text(f"alice:{sha_crypt('alice pw', 'sha512')}\n"
+                                  f"bob:{sha_crypt('bob pw', 'sha256')}\n")
+    root = tmp_path / "root"
+    (root / "bob-tree").mkdir(parents=True)
+    (root / "bob-tree" / "mine.txt").write_bytes(b"bob's")
+    service = AttributeService({"alice": {"root": "alice-tree"}, "bob": {"root": "bob-tree"}})
+    try:
+        config = tmp_path / "wasmftpd.toml"
+        config.write_text(SERVER_DEFAULTS + f"""
+[site.langs.auth]
+plugin = {toml_str(str(plugins / "auth-passwd.wasm"))}
+allowed_hosts = [{toml_str(service.origin)}]
+[site.langs.auth.config]
+file = "/passwd"
+attributes_url = {toml_str(service.origin + "/attrs")}
+[site.langs.auth.dirs]
+"/" = {toml_str(str(users))}
+[site.langs.storage]
+plugin = "builtin:storage-fs"
+config = {{ root_attribute = "root" }}
+[site.langs.storage.dirs]
+"/" = {toml_str(str(root))}
+""")
+        server = start_server(config)
+        try:
+            alice = server.ftp("alice", "alice pw")
+            alice.storbinary("STOR a.txt", io.BytesIO(b"alice's"))
+            assert (root / "alice-tree" / "a.txt").read_bytes() == b"alice's"
+            alice.quit()
+            bob = server.ftp("bob", "bob pw")
+            assert bob.nlst() == ["mine.txt"]
+            assert retr(bob, "mine.txt") == b"bob's"
+            bob.quit()
+            with pytest.raises(ftplib.error_perm, match="^530"):
+                server.ftp("alice", "wrong")
+        finally:
+            server.stop()
+        assert service.paths == ["/attrs/alice", "/attrs/bob"], "asked after a good password only"
+
+        # Without the grant the request is denied inside the plugin: unavailable.
+        proc = kit("--auth", plugins / "auth-passwd.wasm", "--dir", f"/={users}",
+                   "--config", "file=/passwd", "--config", f"attributes_url={service.origin}/attrs",
+                   "--expect", "alice:alice pw=unavailable")
+        assert "ok   login alice -> unavailable" in proc.stdout, proc.stdout
+        assert service.paths == ["/attrs/alice", "/attrs/bob"], "nothing left the server"
+    finally:
+        service.stop()
+
+
 def test_javascript_auth_and_python_quota_storage_serve_ftplib(plugins, tmp_path):
     root = tmp_path / "root"
     root.mkdir()

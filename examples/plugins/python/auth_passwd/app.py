@@ -14,20 +14,28 @@ Configuration (the site's `auth.config`, read through `wasi:config/store`):
 | `file` | guest path of the password file (default `/passwd`) |
 | `home` | every account's home; `{user}` is replaced by the user name (default `/`) |
 | `permissions` | `all` (default), `read-only`, or a comma list of `read`, `write`, `append`, `delete`, `rename`, `make-dir`, `remove-dir`, `list`, `set-time` |
+| `attributes_url` | optional: after a good password, `GET {attributes_url}/{user}`; a JSON object of strings becomes the account's attributes (handed to the storage session, e.g. `root`), `404` means none. Its origin must be in the section's `allowed_hosts`; any other answer refuses the login as unavailable |
+
+Hashes are checked by the host (`wasmftpd:plugin/password`, contract 0.2):
+natively and in constant time.
 
 The file is read on every login (the host may discard the instance after
 each call), so edits take effect at once without a reload.
 """
 
+import json
 import sys
+from urllib.parse import quote, urlsplit
 
-from componentize_py_types import Err
+from componentize_py_types import Err, Ok
 from wit_world import exports
 from wit_world.exports.auth import Account, Refusal, RefusalReason
-from wit_world.imports import store
-from wit_world.imports.types import Permissions
+from wit_world.imports import outgoing_handler, password, store, streams
+from wit_world.imports import wasi_http_types as http
+from wit_world.imports.wasmftpd_plugin_types import AccountLimits, Permissions
 
-import shacrypt
+# Checked for unknown users, so they cost what a real check costs.
+_PAD_HASH = "$6$timingpad$qJia40F..8WRi05JE3ZLO7y58pj2WgXx1l7/T.4O3RhnuxPGQG07V7yF4d7U11RDAAEzaxn6Uv8FD0uLDwN190"
 
 # Longer passwords are refused before hashing: SHA-crypt's work grows with the
 # square of the password length.
@@ -100,6 +108,66 @@ def _find(path, user):
     return None
 
 
+def _get(url):
+    """GET `url` through wasi:http: (status, body bytes). Raises the refusal
+    `unavailable` when the request fails (the error is logged)."""
+    parts = urlsplit(url)
+    request = http.OutgoingRequest(http.Fields())
+    request.set_method(http.Method_Get())
+    request.set_scheme(http.Scheme_Https() if parts.scheme == "https" else http.Scheme_Http())
+    request.set_authority(parts.netloc)
+    request.set_path_with_query(parts.path + (f"?{parts.query}" if parts.query else ""))
+    try:
+        future = outgoing_handler.handle(request, None)
+    except Err as e:
+        _log(f"GET {url}: {e.value}")
+        raise _unavailable() from None
+    future.subscribe().block()
+    answer = future.get()
+    if answer is None or isinstance(answer.value, Err) or isinstance(answer.value.value, Err):
+        why = answer.value.value.value if answer and isinstance(answer.value, Ok) else "no answer"
+        _log(f"GET {url}: {why}")
+        raise _unavailable()
+    response = answer.value.value
+    body = response.consume()
+    stream = body.stream()
+    data = bytearray()
+    while len(data) <= 65536:
+        try:
+            data += stream.blocking_read(16384)
+        except Err as e:
+            if isinstance(e.value, streams.StreamError_Closed):
+                break
+            _log(f"GET {url}: reading the answer failed")
+            raise _unavailable() from None
+    return response.status(), bytes(data)
+
+
+def _attributes(user):
+    url = _config("attributes_url", "")
+    if not url:
+        return []
+    status, body = _get(f"{url.rstrip('/')}/{quote(user, safe='')}")
+    if status == 404:
+        return []
+    try:
+        value = json.loads(body) if status == 200 else None
+    except ValueError:
+        value = None
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        _log(f"attributes of {user!r}: HTTP {status}, not a JSON object of strings")
+        raise _unavailable()
+    return sorted(value.items())
+
+
+def _verify(stored, given):
+    try:
+        return password.verify(stored, given)
+    except Err:
+        _log("a stored hash is not a format the host knows")
+        raise _unavailable() from None
+
+
 class Auth(exports.Auth):
     def login(self, credentials):
         user = credentials.user
@@ -111,16 +179,17 @@ class Auth(exports.Auth):
         if stored is None:
             # Spend the time a real check takes, so a wrong user name is not
             # faster to detect than a wrong password.
-            shacrypt.crypt(credentials.password, "$6$timingpad")
+            _verify(_PAD_HASH, credentials.password)
             raise _refuse(RefusalReason.BAD_CREDENTIALS)
         if stored.startswith(("!", "*")):
             raise _refuse(RefusalReason.DISABLED, "account locked")
-        try:
-            ok = shacrypt.verify(credentials.password, stored)
-        except ValueError:
-            _log(f"the hash of user {user!r} is not SHA-crypt ($5$ or $6$)")
-            raise _unavailable() from None
-        if not ok:
+        if not _verify(stored, credentials.password):
             raise _refuse(RefusalReason.BAD_CREDENTIALS)
         home = _config("home", "/").replace("{user}", user)
-        return Account(user=user, home=home, permissions=_permissions(_config("permissions", "all")))
+        return Account(
+            user=user,
+            home=home,
+            permissions=_permissions(_config("permissions", "all")),
+            limits=AccountLimits(None, None, None, None, None),
+            attributes=_attributes(user),
+        )
