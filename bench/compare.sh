@@ -17,7 +17,8 @@
 #   RUNS=5                                rounds; each round runs every case once on
 #                                         every server (the first server rotates from
 #                                         round to round), medians over rounds
-#   TESTS=retr,stor,small,login,list      which tests
+#   TESTS=retr,stor,small,login,list      which tests; `ftps` adds the FTPS comparison
+#                                         (bench/ftps.sh; TESTS=ftps runs only that)
 #   CLIENTS=ftpbench,curl,python          which clients (curl: RETR and STOR only;
 #                                         python: raw sockets for RETR/STOR, ftplib
 #                                         for small files and logins; LIST is
@@ -330,7 +331,8 @@ CASES=()
 for c in "${ALL_CASES[@]}"; do
     [[ ",$TESTS," == *,${c%%:*},* && ",$CLIENTS," == *,${c#*:},* ]] && CASES+=("$c")
 done
-[ ${#CASES[@]} -gt 0 ] || die "no test/client pair in TESTS=$TESTS CLIENTS=$CLIENTS"
+[ ${#CASES[@]} -gt 0 ] || [[ ",$TESTS," == *,ftps,* ]] ||
+    die "no test/client pair in TESTS=$TESTS CLIENTS=$CLIENTS"
 
 # curl, as a user runs it; prints a result line like the other clients'.
 curl_case() { # server test user
@@ -584,6 +586,21 @@ log "CPU accounting: $CPU_HOW"
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 BUSY_BEFORE=$(ps -eo comm= | grep -cE '^(rustc|cc1|cc1plus|ld|rust-lld|clang)' || true)
 START=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+# FTPS (bench/ftps.sh, servers of its own, TESTS=ftps) runs first; its report
+# follows the clear-text one.
+FTPS_REPORT=""
+if [[ ",$TESTS," == *,ftps,* ]]; then
+    # shellcheck source=bench/ftps.sh
+    source "$HERE/ftps.sh"
+    ftps_run >"$WORK/ftps.md"
+    ftps_stop
+    FTPS_REPORT=$(cat "$WORK/ftps.md")
+    if [ ${#CASES[@]} -eq 0 ]; then
+        { echo "Run $START, FTPS only; load average before/after: $LOAD_BEFORE / $(cut -d' ' -f1-3 /proc/loadavg)."
+          echo "$FTPS_REPORT"; } | tee "${RESULTS:-/dev/null}"
+        exit "$FTPS_FAILED"
+    fi
+fi
 start_iperf
 for s in $SERVERS; do
     case $s in
@@ -801,6 +818,11 @@ per_round() { # case array format-function server -> sorted per-round values
         done
     done
 } | tee "${RESULTS:-/dev/null}"
+if [ -n "$FTPS_REPORT" ]; then
+    echo "$FTPS_REPORT"
+    [ -z "${RESULTS:-}" ] || echo "$FTPS_REPORT" >>"$RESULTS"
+    [ "$FTPS_FAILED" = 0 ] || exit 1
+fi
 
 for s in "${ORDER[@]}"; do
     case ${STATUS[$s]:-} in failed*) exit 1 ;; esac
