@@ -222,6 +222,25 @@ def test_64_mib_both_ways_byte_exact(ftps, tmp_path):
     assert hashlib.sha256((server.root / "big-up.bin").read_bytes()).hexdigest() == digest
 
 
+def test_rest_and_type_a_over_tls(ftps):
+    # A binary RETR of a local file is read on the sending thread over TLS,
+    # from the REST offset; TYPE A goes through the converting path.
+    server = ftps()
+    data = os.urandom(3 * 256 * 1024 + 11)
+    (server.root / "r.bin").write_bytes(data)
+    (server.root / "t.txt").write_bytes(b"one\ntwo\n" * 50_000)
+    client = connect_tls(server.port)
+    for offset in (1, 256 * 1024, len(data) - 5, len(data)):
+        buf = io.BytesIO()
+        client.retrbinary("RETR r.bin", buf.write, rest=offset)
+        assert buf.getvalue() == data[offset:]
+    lines = []
+    client.retrlines("RETR t.txt", lines.append)
+    assert lines == ["one", "two"] * 50_000
+    assert retr(client, "r.bin") == data
+    client.quit()
+
+
 def test_lftp_passive_and_active(ftps, tmp_path):
     server = ftps()
     data = os.urandom(2 * 1024 * 1024 + 3)

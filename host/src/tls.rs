@@ -27,7 +27,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{Acceptor, ClientHello, ResolvesServerCert, ServerSessionMemoryCache};
 use rustls::sign::CertifiedKey;
 use rustls::{HandshakeKind, ServerConfig};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio_rustls::{LazyConfigAcceptor, TlsAcceptor};
 
@@ -299,6 +299,9 @@ impl std::fmt::Display for DataTlsError {
     }
 }
 
+/// Receive buffer under a TLS data connection.
+const DATA_READ_BUFFER: usize = 64 * 1024;
+
 impl DataTls {
     /// Runs the server side of a data connection's handshake: we are the TLS
     /// server whichever side connected (RFC 4217 section 7).
@@ -307,6 +310,12 @@ impl DataTls {
         tcp: TcpStream,
         require_reuse: bool,
     ) -> Result<Box<dyn Transport>, DataTlsError> {
+        // rustls reads the socket in steps of at most one record (4 KiB into
+        // an empty buffer); through a buffer most of those steps are copies
+        // instead of recv calls. Measured A/B (7 interleaved rounds, 256 MiB
+        // STOR): server CPU per GiB 14 % lower with curl, within noise with
+        // Python (docs/benchmarks.md, "FTPS").
+        let tcp = BufReader::with_capacity(DATA_READ_BUFFER, tcp);
         let mut stream = TlsAcceptor::from(self.config.clone())
             .accept(tcp)
             .await

@@ -8,13 +8,15 @@
 //! are written once there. Large files overlap storage and socket: the
 //! storage end runs as a helper task joined by a small channel, so a storage
 //! read (possibly a plugin call) overlaps with the socket write of the
-//! previous chunk, and the same for uploads; small files stay inline. A
+//! previous chunk, and the same for uploads; small files stay inline, and so
+//! do local files (`sendfile`, or reads on the sending thread over TLS). A
 //! transfer is a future the session owns; aborting it drops both halves: an
 //! upload's writer is dropped without `finish`, which keeps what was received.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::ops::RangeInclusive;
+use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -378,7 +380,8 @@ pub async fn run(endpoint: DataEndpoint, job: Job, mut ctx: DataContext) -> Repl
             ascii,
             skip,
         } => {
-            // Binary from the start of the stream: the kernel can send it.
+            // Binary from the start of our own file stream: `sendfile` over
+            // TCP, reads on this thread over TLS.
             let os_file = (!ascii && skip == 0).then(|| reader.os_file()).flatten();
             match (os_file, stream) {
                 (Some((file, offset)), DataStream::Plain(tcp)) => {
@@ -386,6 +389,16 @@ pub async fn run(endpoint: DataEndpoint, job: Job, mut ctx: DataContext) -> Repl
                         tcp,
                         file,
                         offset,
+                        _reader: reader,
+                    };
+                    pump(flow, &ctx).await
+                }
+                (Some((file, offset)), DataStream::Secure(tls)) => {
+                    let flow = SecureFile {
+                        tls,
+                        file,
+                        offset,
+                        buf: vec![0; CHUNK],
                         _reader: reader,
                     };
                     pump(flow, &ctx).await
@@ -587,6 +600,51 @@ impl Flow for SendFile {
 
     async fn finish(self, ctx: &DataContext) -> Result<(), Failure> {
         close(&mut DataStream::Plain(self.tcp), ctx.timeout).await
+    }
+
+    async fn fail(self, failure: Failure) -> Failure {
+        failure
+    }
+}
+
+/// RETR of an OS file over TLS, the same files as [`SendFile`]: each chunk is
+/// read with `pread(2)` on this thread into one reused buffer and encrypted
+/// from there. Without the read-ahead task and the blocking-pool hop of the
+/// file stream a chunk crosses no thread: measured A/B (7 interleaved rounds,
+/// 256 MiB RETR), server CPU per GiB 17 % lower with curl, 8 % with Python
+/// (docs/benchmarks.md, "FTPS"). Like `sendfile` a read from the page cache
+/// is short; one from a cold disk holds the thread for one chunk.
+struct SecureFile {
+    tls: Box<dyn Transport>,
+    file: Arc<std::fs::File>,
+    offset: u64,
+    buf: Vec<u8>,
+    /// The stream the file came from, kept open until the transfer ends.
+    _reader: Box<dyn FileReader>,
+}
+
+impl Flow for SecureFile {
+    async fn step(&mut self, ctx: &DataContext) -> Result<usize, Failure> {
+        let want = self.buf.len().min(ctx.piece());
+        let n = loop {
+            match self.file.read_at(&mut self.buf[..want], self.offset) {
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                other => break other?,
+            }
+        };
+        if n == 0 {
+            return Ok(0);
+        }
+        self.offset += n as u64;
+        match timeout(ctx.timeout, self.tls.write_all(&self.buf[..n])).await {
+            Ok(result) => result?,
+            Err(_) => return Err(Failure::stalled()),
+        }
+        Ok(n)
+    }
+
+    async fn finish(self, ctx: &DataContext) -> Result<(), Failure> {
+        close(&mut DataStream::Secure(self.tls), ctx.timeout).await
     }
 
     async fn fail(self, failure: Failure) -> Failure {
