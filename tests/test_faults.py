@@ -163,6 +163,9 @@ def test_clients_vanishing_mid_stor_and_retr_leak_nothing(tmp_path):
 
         after = settle(server, lambda now: now == baseline)
         assert after == baseline, f"before {baseline}, after {VANISHING_SESSIONS} sessions {after}"
+        # Every upload was cut: atomic uploads left nothing, not even their
+        # temporary files (the plugin saw each writer dropped).
+        assert sorted(os.listdir(root)) == ["big.bin"]
         print(f"{VANISHING_SESSIONS} vanishing sessions in {elapsed:.1f}s; counts {after}")
 
         # The transfers were really cut (not finished before the reset) ...
@@ -280,13 +283,195 @@ def test_disk_full_during_stor_is_552_and_leaves_no_partial_file(tmp_path, small
         client = server.ftp()
         with pytest.raises(ftplib.error_perm, match="^552"):
             client.storbinary("STOR big.bin", io.BytesIO(b"b" * (4 << 20)))
-        # The session and the server go on: once the partial upload is gone,
-        # a file that fits is stored whole.
-        # TODO(issue 14): storage-fs atomic uploads remove the partial file.
-        if (small_disk / "big.bin").exists():
-            client.delete("big.bin")
+        # The partial upload is gone by the time the client hears 552 ...
+        assert os.listdir(small_disk) == []
+        # ... and the session goes on: a file that fits is stored whole.
         client.storbinary("STOR small.bin", io.BytesIO(b"s" * 1000))
         assert (small_disk / "small.bin").read_bytes() == b"s" * 1000
+        client.quit()
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("direction", ["read", "write"])
+@pytest.mark.parametrize("fault", ["trap", "loop", "alloc"])
+def test_storage_plugin_failing_mid_transfer_fails_that_transfer_only(tmp_path, fault, direction):
+    """test-limits moves a few chunks of `/FAULT-mid-read` (RETR) or
+    `/FAULT-mid-write` (STOR), then traps, spins or allocates without bound."""
+    config = tmp_path / "wasmftpd.toml"
+    config.write_text(
+        SERVER_DEFAULTS + ADMIN
+        + limits_site("main").replace('call_timeout = "1s"', 'call_timeout = "1s"\nmemory_limit = "32MiB"')
+    )
+    server = start_server(config)
+    try:
+        client = server.ftp()
+        client.voidcmd("TYPE I")
+        path = f"/{fault}-mid-{direction}"
+        started = time.monotonic()
+        reply = failed_transfer(client, direction, path)
+        assert reply[:3] in ("426", "451"), reply
+        assert time.monotonic() - started < 10
+        # The session goes on, with a fresh instance ...
+        assert client.voidcmd("NOOP").startswith("200")
+        assert client.nlst()[0].startswith("calls=")
+        client.storbinary("STOR /fine.bin", io.BytesIO(b"f" * 300_000))
+        # ... and so does another session on the site.
+        other = server.ftp()
+        assert other.nlst()[0].startswith("calls=")
+        other.quit()
+        client.quit()
+        kind = {"trap": "trap", "loop": "timeout", "alloc": "memory"}[fault]
+        sample = metrics(server)
+        assert any(f'kind="{kind}"' in k and v >= 1 for k, v in sample.items()
+                   if k.startswith("wasmftpd_plugin_faults_total")), sample
+    finally:
+        server.stop()
+    assert server.proc.returncode == 0, server.log()
+
+
+def failed_transfer(client, direction, path):
+    """The final reply of a transfer that the server is expected to fail."""
+    try:
+        if direction == "read":
+            client.retrbinary(f"RETR {path}", lambda _: None)
+        else:
+            client.storbinary(f"STOR {path}", io.BytesIO(b"w" * (16 << 20)))
+    except ftplib.Error as e:
+        return str(e)
+    except OSError:
+        # The server closed the data connection while we were still sending;
+        # its reply is waiting on the control connection.
+        try:
+            client.getresp()
+        except ftplib.Error as e:
+            return str(e)
+    return "the transfer succeeded"
+
+
+def storage_fs_site(root, atomic=None):
+    storage_config = [] if atomic is None else [
+        "[site.main.storage.config]", f"atomic_uploads = {atomic}",
+    ]
+    return fast_login_site("main", root, storage=[
+        "[site.main.storage]", 'plugin = "builtin:storage-fs"',
+        *storage_config,
+        "[site.main.storage.dirs]", f'"/" = {toml_str(str(root))}',
+    ])
+
+
+def visible_while_uploading(server, root):
+    """Names in `root` while an upload of `new.bin` is half-way, and after it."""
+    client = server.ftp()
+    client.voidcmd("TYPE I")
+    data = client.transfercmd("STOR new.bin")
+    data.sendall(b"n" * (1 << 20))
+    deadline = time.monotonic() + 10
+    # Wait until the server has written some of it, somewhere.
+    while not any(p.stat().st_size for p in root.iterdir()):
+        assert time.monotonic() < deadline, "no upload appeared"
+        time.sleep(0.02)
+    during = sorted(os.listdir(root))
+    data.sendall(b"n" * (1 << 20))
+    data.close()
+    client.voidresp()
+    after = sorted(os.listdir(root))
+    client.quit()
+    return during, after
+
+
+def test_atomic_uploads_hide_the_file_until_complete(tmp_path):
+    root = tmp_path / "root"
+    root.mkdir()
+    config = tmp_path / "wasmftpd.toml"
+    config.write_text(SERVER_DEFAULTS + storage_fs_site(root))  # default: atomic
+    server = start_server(config)
+    try:
+        during, after = visible_while_uploading(server, root)
+        assert len(during) == 1 and during[0].startswith(".wasmftpd-upload."), during
+        assert after == ["new.bin"]
+        assert (root / "new.bin").stat().st_size == 2 << 20
+    finally:
+        server.stop()
+
+
+def test_atomic_uploads_off_writes_in_place(tmp_path):
+    root = tmp_path / "root"
+    root.mkdir()
+    config = tmp_path / "wasmftpd.toml"
+    config.write_text(SERVER_DEFAULTS + storage_fs_site(root, atomic="false"))
+    server = start_server(config)
+    try:
+        during, after = visible_while_uploading(server, root)
+        assert during == ["new.bin"] and after == ["new.bin"]
+    finally:
+        server.stop()
+
+
+def test_atomic_uploads_bad_value_is_refused_clearly(tmp_path):
+    root = tmp_path / "root"
+    root.mkdir()
+    config = tmp_path / "wasmftpd.toml"
+    config.write_text(SERVER_DEFAULTS + storage_fs_site(root, atomic='"maybe"'))
+    server = start_server(config)
+    try:
+        client = server.ftp()
+        with pytest.raises(ftplib.Error, match="^4"):
+            client.storbinary("STOR x.bin", io.BytesIO(b"x"))
+        server.wait_for_log("atomic_uploads must be `true` or `false`")
+        assert os.listdir(root) == []
+    finally:
+        server.stop()
+
+
+UPLOADS = 20
+
+
+def test_sigkill_during_concurrent_uploads_leaves_no_truncated_file(tmp_path):
+    root = tmp_path / "root"
+    root.mkdir()
+    old = {f"up{i}.bin": f"old {i}".encode() * 1000 for i in range(0, UPLOADS, 2)}
+    for name, content in old.items():
+        (root / name).write_bytes(content)
+    config = tmp_path / "wasmftpd.toml"
+    config.write_text(SERVER_DEFAULTS + f"max_connections_per_ip = {UPLOADS + 10}\n"
+                      + storage_fs_site(root))
+    server = start_server(config)
+    uploads = []
+    try:
+        for i in range(UPLOADS):
+            client = server.ftp()
+            client.voidcmd("TYPE I")
+            data = client.transfercmd(f"STOR up{i}.bin")
+            data.sendall(b"n" * (512 << 10))
+            uploads.append((client, data))
+        # Readiness from the server's own writes: every upload has bytes on disk.
+        deadline = time.monotonic() + 20
+        while True:
+            temps = [p for p in root.iterdir() if p.name.startswith(".wasmftpd-upload.")]
+            if len(temps) == UPLOADS and all(p.stat().st_size > 0 for p in temps):
+                break
+            assert time.monotonic() < deadline, sorted(os.listdir(root))
+            time.sleep(0.02)
+        server.proc.kill()
+        server.proc.wait()
+    finally:
+        for client, data in uploads:
+            data.close()
+            client.sock.close()
+        server.stop()
+
+    # After a restart: every final name holds its old content or does not
+    # exist; only dot-named temporary files hold the partial data.
+    server = start_server(config)
+    try:
+        finals = sorted(p.name for p in root.iterdir() if not p.name.startswith("."))
+        assert finals == sorted(old), finals
+        for name, content in old.items():
+            assert (root / name).read_bytes() == content
+        client = server.ftp()
+        client.storbinary("STOR up1.bin", io.BytesIO(b"complete"))
+        assert (root / "up1.bin").read_bytes() == b"complete"
         client.quit()
     finally:
         server.stop()

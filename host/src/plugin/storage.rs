@@ -238,8 +238,98 @@ impl Session {
         })
     }
 
-    fn orphan(&self, generation: u64, resource: ResourceAny) {
+    /// Queues a guest resource whose host handle was dropped, and releases it
+    /// soon in a task of its own: the plugin learns at once that a transfer
+    /// was interrupted (storage-fs then removes an atomic upload's temporary
+    /// file), also when the session ends right after (a vanished client).
+    fn orphan(self: &Arc<Self>, generation: u64, resource: ResourceAny) {
         lock(&self.orphans).push((generation, resource));
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let session = Arc::clone(self);
+            runtime.spawn(async move { session.release_orphans().await });
+        }
+    }
+
+    /// Releases the queued resources of the live instance (those of an
+    /// instance that is gone died with it).
+    async fn release_orphans(&self) {
+        let mut slot = self.slot.lock().await;
+        let orphans = std::mem::take(&mut *lock(&self.orphans));
+        let Some(live) = slot.live.as_mut() else {
+            return;
+        };
+        let context = &*self.plugin.context;
+        for (generation, resource) in orphans {
+            if generation != live.generation {
+                continue;
+            }
+            context.arm(&mut live.store);
+            let deadline = live.store.data().deadline.clone();
+            let dropped = context
+                .bounded(&deadline, resource.resource_drop_async(&mut live.store))
+                .await;
+            if let Err(e) = dropped {
+                let e: anyhow::Error = e.into();
+                context.record_call(live.store.data(), "drop resource", Some(&e));
+                tracing::warn!("{}", context.describe_failure("drop resource", e));
+                // The instance is unusable; the next call makes a new one.
+                slot.live = None;
+                return;
+            }
+        }
+    }
+}
+
+impl Session {
+    /// One `writer.write` call. `resource` becomes `None` once the guest's
+    /// writer is gone (released after an error, or dead with its instance).
+    async fn write_chunk(
+        &self,
+        generation: u64,
+        resource: &mut Option<ResourceAny>,
+        data: Bytes,
+    ) -> StorageResult<()> {
+        let Some(writer) = *resource else {
+            return Err(StorageError::with_message(
+                ErrorKind::Io,
+                "upload already finished",
+            ));
+        };
+        let call = self.begin().await?;
+        let mut call = same_instance(call, generation, resource)?;
+        let context = call.context;
+        let deadline = call.deadline();
+        let (store, api) = call.parts();
+        let future = async {
+            match api {
+                Api::V02 { plugin, .. } => {
+                    plugin
+                        .wasmftpd_plugin_storage()
+                        .writer()
+                        .call_write(&mut *store, writer, &data)
+                        .await
+                }
+                Api::V01(plugin) => {
+                    plugin
+                        .wasmftpd_plugin_storage()
+                        .writer()
+                        .call_write(&mut *store, writer, &data)
+                        .await
+                }
+            }
+        };
+        let mut result = context.bounded(&deadline, future).await;
+        if matches!(&result, Ok(Err(_))) {
+            // The upload failed (a full disk, say): release the guest's writer
+            // before the client hears of it, so what the plugin does about an
+            // interrupted upload is done by then.
+            *resource = None;
+            let (store, _) = call.parts();
+            if let Err(e) = writer.resource_drop_async(&mut *store).await {
+                result = Err(e);
+            }
+        }
+        call.finish("write", result)?.map_err(storage_error)
     }
 }
 
@@ -716,31 +806,24 @@ impl FileWriter for ChunkWriter {
                 "upload already finished",
             ));
         };
-        let call = self.session.begin().await?;
-        let mut call = same_instance(call, self.generation, &mut self.resource)?;
-        let context = call.context;
-        let deadline = call.deadline();
-        let (store, api) = call.parts();
-        let future = async {
-            match api {
-                Api::V02 { plugin, .. } => {
-                    plugin
-                        .wasmftpd_plugin_storage()
-                        .writer()
-                        .call_write(&mut *store, resource, &data)
-                        .await
-                }
-                Api::V01(plugin) => {
-                    plugin
-                        .wasmftpd_plugin_storage()
-                        .writer()
-                        .call_write(&mut *store, resource, &data)
-                        .await
-                }
-            }
-        };
-        let result = context.bounded(&deadline, future).await;
-        call.finish("write", result)?.map_err(storage_error)
+        // The call runs as a task of its own, so that aborting the transfer
+        // (ABOR, a vanished client) never cancels it half-way: that would cost
+        // the instance, and the plugin would never see its writer dropped
+        // (storage-fs would keep an atomic upload's temporary file).
+        let session = Arc::clone(&self.session);
+        let generation = self.generation;
+        let call = tokio::spawn(async move {
+            let mut resource = Some(resource);
+            let result = session.write_chunk(generation, &mut resource, data).await;
+            (result, resource.is_some())
+        });
+        let (result, alive) = call
+            .await
+            .map_err(|e| plugin_failed(format!("upload call failed: {e}")))?;
+        if !alive {
+            self.resource = None;
+        }
+        result
     }
 
     async fn finish(mut self: Box<Self>) -> StorageResult<()> {

@@ -15,7 +15,9 @@
 //! | `anonymous_home` | home of anonymous sessions (default `/`) |
 //!
 //! Hashes are checked by the host (`wasmftpd:plugin/password`), natively and in
-//! constant time. A password that is not one of the hash formats above is refused
+//! constant time. An unknown user costs the same check (against another
+//! account's hash, result ignored) and a disabled one is checked before it is
+//! refused, so neither the reply nor its timing tells which accounts exist. A password that is not one of the hash formats above is refused
 //! (`unavailable`) so a plaintext password in a config never works by accident.
 //! Passwords are never logged; configuration problems are reported on stderr,
 //! which the host sends to its log.
@@ -58,6 +60,9 @@ impl Guest for AuthStatic {
 
         let key = |field: &str| format!("users.{user}.{field}");
         let Some(stored) = config(&key("password"))? else {
+            // Unknown user: spend the time a wrong password takes, so the
+            // answer's timing does not tell which accounts exist.
+            let _ = verify(&credentials.password, &stand_in_hash()?);
             return Err(refuse(RefusalReason::BadCredentials));
         };
         match verify(&credentials.password, &stored) {
@@ -181,6 +186,24 @@ fn limits_and_attributes(user: &str) -> Result<(Limits, Vec<(String, String)>), 
         }
     }
     Ok((limits, attributes))
+}
+
+/// A hash of the kind and cost this site's accounts use: the first
+/// configured account's own (the result is ignored, so which one does not
+/// matter), or, with no accounts, one made by `wasmftpd hash-password` (its
+/// password was random and is not kept).
+fn stand_in_hash() -> Result<String, Refusal> {
+    const DEFAULT_COST: &str = "$argon2id$v=19$m=19456,t=2,p=1$vU4oCMc/IPMhOuCGO4351g$MqA4q8jgKXQ+DW6TL7f0I/0FF1r2RtHwrEJjX8AA7GY";
+    let all = store::get_all().map_err(|e| {
+        let (store::Error::Upstream(why) | store::Error::Io(why)) = e;
+        eprintln!("error: reading the config: {why}");
+        unavailable()
+    })?;
+    let first = all
+        .into_iter()
+        .filter(|(key, _)| key.starts_with("users.") && key.ends_with(".password"))
+        .min_by(|a, b| a.0.cmp(&b.0));
+    Ok(first.map_or_else(|| DEFAULT_COST.to_string(), |(_, hash)| hash))
 }
 
 enum Verdict {

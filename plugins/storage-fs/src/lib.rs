@@ -7,6 +7,7 @@
 //! | `root` | guest path of the preopen to serve (default: the first preopen) |
 //! | `root_attribute` | the name of an account attribute (from the auth plugin) holding a directory, relative to `root`, that becomes the session's `/`: each user gets their own tree; created on first login; a session whose account lacks it is refused |
 //! | `data_path` | `stream` (default): hand the host `wasi:io` streams from `read-via-stream`/`write-via-stream` so bytes move natively; `chunks`: move them through this plugin's `reader`/`writer` resources (portable path, kept for tests and benchmarks) |
+//! | `atomic_uploads` | `true` (default): a new upload (STOR, STOU) is written to a temporary file `.wasmftpd-upload.<random>` beside its target and renamed into place only when complete, so nobody ever sees a partial file under the final name and an interrupted upload leaves the old file intact; `false`: write in place. APPE and REST+STOR always write in place (they continue a file) |
 //!
 //! Confinement comes from the runtime: every path is resolved relative to the
 //! preopened descriptor, which refuses `..` escapes, absolute paths and symlinks
@@ -28,6 +29,7 @@ wit_bindgen::generate!({
 });
 
 use std::cell::Cell;
+use std::rc::Rc;
 
 use exports::wasmftpd::plugin::storage::{
     DirLister, Guest, GuestDirLister, GuestReader, GuestSession, GuestWriter, ReadSource, Reader,
@@ -50,8 +52,10 @@ export!(StorageFs);
 /// The served directory of one session, found from the config, the preopens
 /// and (with `root_attribute`) the account.
 struct Root {
-    dir: Descriptor,
+    /// Shared with the writers of atomic uploads, which rename into it.
+    dir: Rc<Descriptor>,
     chunks: bool,
+    atomic_uploads: bool,
 }
 
 fn find_root(facts: &SessionFacts) -> Result<Root, Error> {
@@ -67,6 +71,14 @@ fn find_root(facts: &SessionFacts) -> Result<Root, Error> {
         Some("chunks") => true,
         Some(other) => {
             eprintln!("error: data_path must be `stream` or `chunks`, not `{other}`");
+            return Err(unavailable("storage misconfigured; see the server log"));
+        }
+    };
+    let atomic_uploads = match config("atomic_uploads")?.as_deref().map(str::trim) {
+        None | Some("true") => true,
+        Some("false") => false,
+        Some(other) => {
+            eprintln!("error: atomic_uploads must be `true` or `false`, not `{other}`");
             return Err(unavailable("storage misconfigured; see the server log"));
         }
     };
@@ -98,7 +110,11 @@ fn find_root(facts: &SessionFacts) -> Result<Root, Error> {
         };
         dir = user_root(&dir, sub)?;
     }
-    Ok(Root { dir, chunks })
+    Ok(Root {
+        dir: Rc::new(dir),
+        chunks,
+        atomic_uploads,
+    })
 }
 
 /// Opens (creating it if needed) a relative directory under the served root
@@ -276,6 +292,9 @@ impl GuestSession for Root {
 
     fn open_write(&self, path: String, mode: WriteMode) -> Result<WriteSink, Error> {
         let rel = relative(&path)?;
+        if self.atomic_uploads && matches!(mode, WriteMode::Truncate) {
+            return self.open_atomic(rel);
+        }
         let open = match mode {
             WriteMode::Truncate => OpenFlags::CREATE | OpenFlags::TRUNCATE,
             WriteMode::Append | WriteMode::Offset(_) => OpenFlags::CREATE,
@@ -298,6 +317,7 @@ impl GuestSession for Root {
             return Ok(WriteSink::Chunks(Writer::new(ChunkWriter {
                 file,
                 position: Cell::new(position),
+                commit: None,
             })));
         }
         let stream = match mode {
@@ -348,6 +368,100 @@ impl GuestSession for Root {
                 mtime,
             )
             .map_err(fs_error)
+    }
+}
+
+/// Prefix of the temporary files of atomic uploads.
+const UPLOAD_PREFIX: &str = ".wasmftpd-upload.";
+
+impl Root {
+    /// An upload written to a temporary file beside `rel` and renamed onto it
+    /// by `finish`. Always the chunk path: a `wasi:io` stream gives no sign
+    /// that the upload was complete, so it could not know when to rename.
+    fn open_atomic(&self, rel: &str) -> Result<WriteSink, Error> {
+        // Refuse now what the rename would refuse after the whole upload.
+        match self.dir.stat_at(PathFlags::SYMLINK_FOLLOW, rel) {
+            Ok(stat) if stat.type_ == DescriptorType::Directory => {
+                return Err(fs_error(FsCode::IsDirectory));
+            }
+            Ok(stat) if stat.type_ != DescriptorType::RegularFile => {
+                return Err(error(ErrorCode::PermissionDenied, "not a regular file"));
+            }
+            // Missing (the usual case), or not examinable (a write-only grant).
+            _ => {}
+        }
+        let parent = match rel.rfind('/') {
+            Some(slash) => &rel[..=slash],
+            None => "",
+        };
+        let mut attempts = 0;
+        let (temp, file) = loop {
+            let temp = format!("{parent}{UPLOAD_PREFIX}{:016x}", random_u64());
+            match self.dir.open_at(
+                PathFlags::empty(),
+                &temp,
+                OpenFlags::CREATE | OpenFlags::EXCLUSIVE,
+                DescriptorFlags::WRITE,
+            ) {
+                Ok(file) => break (temp, file),
+                Err(FsCode::Exist) if attempts < 8 => attempts += 1,
+                Err(e) => return Err(fs_error(e)),
+            }
+        };
+        Ok(WriteSink::Chunks(Writer::new(ChunkWriter {
+            file,
+            position: Cell::new(0),
+            commit: Some(Commit {
+                dir: Rc::clone(&self.dir),
+                temp,
+                target: rel.to_string(),
+                done: Cell::new(false),
+            }),
+        })))
+    }
+}
+
+/// A random number without a crate: std seeds each `RandomState` from the
+/// platform's randomness (`wasi:random`).
+fn random_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(0);
+    hasher.finish()
+}
+
+/// Where a complete atomic upload goes, and whether it got there.
+struct Commit {
+    dir: Rc<Descriptor>,
+    temp: String,
+    target: String,
+    /// Set once renamed (or given up), so the drop leaves the file alone.
+    done: Cell<bool>,
+}
+
+impl Commit {
+    fn rename(&self) -> Result<(), Error> {
+        self.done.set(true);
+        let renamed = self
+            .dir
+            .rename_at(&self.temp, &self.dir, &self.target)
+            .map_err(fs_error);
+        if renamed.is_err() {
+            let _ = self.dir.unlink_file_at(&self.temp);
+        }
+        renamed
+    }
+}
+
+impl Drop for Commit {
+    /// The host dropped the writer without `finish`: the upload was
+    /// interrupted, and its temporary file is removed (the target, if it
+    /// existed, is untouched). An instance that dies (a trap, a limit) runs
+    /// no destructor: its temporary file stays, under its dot-name.
+    fn drop(&mut self) {
+        if !self.done.get() {
+            let _ = self.dir.unlink_file_at(&self.temp);
+        }
     }
 }
 
@@ -416,6 +530,8 @@ struct ChunkWriter {
     file: Descriptor,
     /// A `Cell` because resource methods take `&self`.
     position: Cell<u64>,
+    /// For an atomic upload: the rename that `finish` does.
+    commit: Option<Commit>,
 }
 
 impl GuestWriter for ChunkWriter {
@@ -436,6 +552,9 @@ impl GuestWriter for ChunkWriter {
     fn finish(&self) -> Result<(), Error> {
         // Durability is the filesystem's business (no fsync per upload, as
         // other FTP servers do); every write has reached the file already.
-        Ok(())
+        match &self.commit {
+            Some(commit) => commit.rename(),
+            None => Ok(()),
+        }
     }
 }

@@ -7,6 +7,8 @@
 //! - `loop` / `/loop`: spins forever (stopped by the call deadline);
 //! - `alloc` / `/alloc`: allocates without bound (stopped by the memory limit);
 //! - `trap` / `/trap`: panics, which traps;
+//! - `/loop-mid-read`, `/alloc-mid-read`, `/trap-mid-read` (and `-mid-write`):
+//!   a download (upload) that moves a few chunks, then misbehaves as above;
 //! - `sleep` / `/sleep`: blocks in a host call (a clock wait) for an hour, so
 //!   no wasm runs and only the host's own bound on the call can stop it;
 //! - auth `http:<url>`: GETs the URL; a 2xx logs in, anything else (including
@@ -201,12 +203,19 @@ impl GuestSession for TestSession {
         count();
         // `/loop-read`: opening works, every read spins (a transfer stuck in the plugin).
         let spin = path == "/loop-read";
-        Ok(ReadSource::Chunks(Reader::new(Zeroes { spin })))
+        Ok(ReadSource::Chunks(Reader::new(Zeroes {
+            spin,
+            later: mid_transfer(&path, "-mid-read"),
+            reads: Cell::new(0),
+        })))
     }
 
-    fn open_write(&self, _path: String, _mode: WriteMode) -> Result<WriteSink, Error> {
+    fn open_write(&self, path: String, _mode: WriteMode) -> Result<WriteSink, Error> {
         count();
-        Ok(WriteSink::Chunks(Writer::new(Discard)))
+        Ok(WriteSink::Chunks(Writer::new(Discard {
+            later: mid_transfer(&path, "-mid-write"),
+            writes: Cell::new(0),
+        })))
     }
 
     fn make_dir(&self, _path: String) -> Result<(), Error> {
@@ -253,9 +262,22 @@ impl GuestDirLister for Names {
     }
 }
 
-/// Endless zeroes, or an endless loop when `spin`.
+/// `/trap-mid-read` -> `trap`: the misbehaviour a path asks for once a
+/// transfer is under way (`loop`, `alloc`, `trap` before the suffix).
+fn mid_transfer(path: &str, suffix: &str) -> Option<String> {
+    let what = path.strip_prefix('/')?.strip_suffix(suffix)?;
+    Some(what.to_string())
+}
+
+/// Chunks a transfer moves before a `-mid-` path misbehaves.
+const GOOD_CHUNKS: u32 = 4;
+
+/// Endless zeroes, or an endless loop when `spin`, or the `later`
+/// misbehaviour after a few good chunks.
 struct Zeroes {
     spin: bool,
+    later: Option<String>,
+    reads: Cell<u32>,
 }
 
 impl GuestReader for Zeroes {
@@ -263,14 +285,30 @@ impl GuestReader for Zeroes {
         if self.spin {
             misbehave("loop");
         }
+        self.reads.set(self.reads.get() + 1);
+        if let Some(what) = &self.later
+            && self.reads.get() > GOOD_CHUNKS
+        {
+            misbehave(what);
+        }
         Ok(vec![0; max.min(1 << 16) as usize])
     }
 }
 
-struct Discard;
+/// Discards what is written, or misbehaves (`later`) after a few chunks.
+struct Discard {
+    later: Option<String>,
+    writes: Cell<u32>,
+}
 
 impl GuestWriter for Discard {
     fn write(&self, _data: Vec<u8>) -> Result<(), Error> {
+        self.writes.set(self.writes.get() + 1);
+        if let Some(what) = &self.later
+            && self.writes.get() > GOOD_CHUNKS
+        {
+            misbehave(what);
+        }
         Ok(())
     }
 
