@@ -84,7 +84,8 @@ plugin = "builtin:storage-fs"
 [site.main.storage.dirs]
 "/" = "{root}"
 """)
-    env = dict(os.environ, RUST_LOG="warn")
+    # "listening on" is an info line of the server module.
+    env = dict(os.environ, RUST_LOG="warn,wasmftpd::server=info")
     server = subprocess.Popen(
         [args.binary, "serve", "--config", str(config)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
