@@ -21,6 +21,7 @@ const BUILTINS: &[(&str, &str)] = &[
     ("auth-static", "auth-static"),
     ("auth-http", "auth-http"),
     ("storage-fs", "storage-fs"),
+    ("storage-s3", "storage-s3"),
     ("events-webhook", "events-webhook"),
 ];
 

@@ -824,10 +824,32 @@ fn plugin_spec(
         Some(size) => size.into_inner().0,
         None => crate::plugin::DEFAULT_MAX_RESPONSE_SIZE,
     };
+    let mut config = flatten_table(&raw.config);
+    for (name, variable) in &raw.config_env {
+        let entry_key = format!("{key}.config_env.{name}");
+        if config.iter().any(|(k, _)| k == name) {
+            return Err(at.error_at(
+                Some(variable.span()),
+                &entry_key,
+                &format!("`{name}` is also set in `config`; set it in one place"),
+            ));
+        }
+        let value = std::env::var(variable.get_ref()).map_err(|_| {
+            at.error_at(
+                Some(variable.span()),
+                &entry_key,
+                &format!(
+                    "environment variable `{}` is not set (or not UTF-8)",
+                    variable.get_ref()
+                ),
+            )
+        })?;
+        config.push((name.clone(), value));
+    }
     Ok(PluginSpec {
         site: site.to_string(),
         source,
-        config: flatten_table(&raw.config),
+        config,
         grants,
         limits: PluginLimits {
             memory,
@@ -1053,6 +1075,10 @@ struct RawPlugin {
     plugin: Spanned<String>,
     #[serde(default)]
     config: toml::Table,
+    /// Config values taken from the server's environment, so that secrets
+    /// stay out of the file: config key (key) -> variable name (value).
+    #[serde(default)]
+    config_env: BTreeMap<String, Spanned<String>>,
     /// Granted directories: guest path (key) → host directory, as a string
     /// (read-write) or `{ path = "...", mode = "..." }`.
     #[serde(default)]
@@ -1245,6 +1271,40 @@ memory_limit = "32MiB"
         let text = MINIMAL.replace("[server]", "[server]\nlogin_timeout = \"never\"");
         let err = parse_str(&text).expect_err("not a duration");
         assert_eq!((err.key.as_str(), err.line), ("server.login_timeout", 3));
+    }
+
+    #[test]
+    fn config_env_fills_config_keys_from_the_environment() {
+        // PATH is set wherever tests run; the test does not change the
+        // environment (other tests run in parallel).
+        let path = std::env::var("PATH").expect("PATH is set");
+        let text = MINIMAL.replace(
+            "memory_limit = \"32MiB\"",
+            "memory_limit = \"32MiB\"\n[site.main.storage.config_env]\nsecret = \"PATH\"",
+        );
+        let config = parse_str(&text).expect("valid");
+        assert!(
+            config.sites[0]
+                .storage
+                .config
+                .contains(&("secret".into(), path))
+        );
+
+        let unset = text.replace("\"PATH\"", "\"WASMFTPD_TEST_SURELY_UNSET_4711\"");
+        let err = parse_str(&unset).expect_err("unset variable");
+        assert_eq!(err.key, "site.main.storage.config_env.secret");
+        assert!(
+            err.message.contains("WASMFTPD_TEST_SURELY_UNSET_4711"),
+            "{err:?}"
+        );
+        assert_eq!(err.line, 16, "the line of the entry");
+
+        let twice = text.replace(
+            "[site.main.storage.config_env]",
+            "[site.main.storage.config]\nsecret = \"in the file\"\n[site.main.storage.config_env]",
+        );
+        let err = parse_str(&twice).expect_err("set twice");
+        assert!(err.message.contains("also set in `config`"), "{err:?}");
     }
 
     #[test]

@@ -179,7 +179,13 @@ fn the_runtime_can_move_to_a_blocking_task() {
 fn builtins_are_listed() {
     assert_eq!(
         builtin_names(),
-        &["auth-static", "auth-http", "storage-fs", "events-webhook"]
+        &[
+            "auth-static",
+            "auth-http",
+            "storage-fs",
+            "storage-s3",
+            "events-webhook"
+        ]
     );
 }
 

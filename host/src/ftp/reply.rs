@@ -91,6 +91,9 @@ pub enum ReplyCode {
     ExceededStorage = 552,
     /// 553: file name not allowed.
     FileNameNotAllowed = 553,
+    /// 554: requested action not taken: invalid REST parameter (RFC 3659
+    /// section 5.5), for a resumed upload the storage cannot continue there.
+    InvalidRestParameter = 554,
 }
 
 impl ReplyCode {
@@ -222,11 +225,14 @@ fn clean(text: &str) -> std::borrow::Cow<'_, str> {
 }
 
 /// Where an error happened: during a data transfer a full disk is `552`,
-/// otherwise `452` (RFC 959).
+/// otherwise `452` (RFC 959); opening a file to continue an upload at the
+/// REST offset, `unsupported` is `554` (RFC 3659: an object store can
+/// continue a file only where it ends).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorContext {
     Command,
     Transfer,
+    Resume,
 }
 
 /// The one mapping from storage errors to replies.
@@ -241,9 +247,17 @@ pub fn storage_error(err: &StorageError, context: ErrorContext) -> Reply {
         ErrorKind::InvalidName => (ReplyCode::FileNameNotAllowed, "File name not allowed"),
         ErrorKind::NoSpace => match context {
             ErrorContext::Transfer => (ReplyCode::ExceededStorage, "No space left"),
-            ErrorContext::Command => (ReplyCode::InsufficientStorage, "No space left"),
+            ErrorContext::Command | ErrorContext::Resume => {
+                (ReplyCode::InsufficientStorage, "No space left")
+            }
         },
-        ErrorKind::Unsupported => (ReplyCode::NotImplemented, "Not supported by this storage"),
+        ErrorKind::Unsupported => match context {
+            ErrorContext::Resume => (
+                ReplyCode::InvalidRestParameter,
+                "Cannot continue the file at that REST offset",
+            ),
+            _ => (ReplyCode::NotImplemented, "Not supported by this storage"),
+        },
         ErrorKind::Unavailable => (
             ReplyCode::FileUnavailable,
             "Storage unavailable, try again later",
@@ -362,6 +376,8 @@ mod tests {
         assert_eq!(code(ErrorKind::NoSpace, ErrorContext::Command), 452);
         assert_eq!(code(ErrorKind::NoSpace, ErrorContext::Transfer), 552);
         assert_eq!(code(ErrorKind::Unsupported, ErrorContext::Command), 502);
+        assert_eq!(code(ErrorKind::Unsupported, ErrorContext::Resume), 554);
+        assert_eq!(code(ErrorKind::NotFound, ErrorContext::Resume), 550);
         assert_eq!(code(ErrorKind::Unavailable, ErrorContext::Command), 450);
         assert_eq!(code(ErrorKind::Io, ErrorContext::Transfer), 451);
         assert_eq!(code(ErrorKind::PluginFailed, ErrorContext::Command), 451);

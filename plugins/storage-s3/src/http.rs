@@ -213,13 +213,11 @@ impl BodyWriter {
         Ok(())
     }
 
-    /// Ends the body; the request then completes.
+    /// Ends the body; the request then completes. (No flush: the host closes
+    /// the stream itself once `content-length` bytes are in, and `finish`
+    /// checks that the count is right.)
     pub fn finish(mut self) -> Result<(), Transport> {
-        if let Some(stream) = self.stream.take() {
-            stream
-                .blocking_flush()
-                .map_err(|e| stream_error("sending the body", e))?;
-        }
+        self.stream.take();
         match self.body.take() {
             Some(body) => {
                 OutgoingBody::finish(body, None).map_err(|c| transport("ending the body", &c))

@@ -214,9 +214,12 @@ impl Upload {
     fn abort(&mut self) {
         self.buffer = Vec::new();
         if let Some(multipart) = self.multipart.take() {
-            // Stop sending before aborting, so S3 does not get a part after
-            // the abort.
-            drop(multipart.sending);
+            // A part whose bytes all went out may still be on its way: S3
+            // would keep it (and the upload) if it landed after the abort,
+            // so wait for its answer first. One cut off mid-body is dropped.
+            if let Some(part) = multipart.sending {
+                part.settle();
+            }
             self.client.abort_multipart(&self.key, &multipart.id);
         }
     }
@@ -254,6 +257,18 @@ impl Part {
                 // Seen again, and retried, in `finish`.
                 Err(_) => self.body = None,
             }
+        }
+    }
+
+    /// Waits for the answer of a part whose body was sent whole; drops
+    /// (cancels) one that was not.
+    fn settle(mut self) {
+        if self.written == self.data.len()
+            && let Some(body) = self.body.take()
+            && body.finish().is_ok()
+            && let Ok(response) = self.response
+        {
+            let _ = response.wait();
         }
     }
 

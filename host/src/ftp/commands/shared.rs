@@ -11,7 +11,7 @@ use crate::backend::{DirEntry, ErrorKind, Event, EventKind, Metadata, Permission
 use crate::ftp::dtp::{self, Job};
 use crate::ftp::listing::{LineFormat, ListingHead, ListingReader};
 use crate::ftp::path;
-use crate::ftp::reply::{Reply, ReplyCode};
+use crate::ftp::reply::{ErrorContext, Reply, ReplyCode, storage_error};
 use crate::ftp::session::{HandlerResult, KeptListener, OrReply, Session, Target, TransferType};
 
 /// Largest file whose TYPE A size SIZE computes by reading it.
@@ -131,11 +131,15 @@ pub async fn upload(session: &mut Session, arg: &str, kind: Upload) -> HandlerRe
         Upload::Store => (Permissions::WRITE, WriteMode::Truncate),
     };
     let target = session.target(arg, needs)?;
+    let context = match mode {
+        WriteMode::Offset(_) => ErrorContext::Resume,
+        _ => ErrorContext::Command,
+    };
     let writer = target
         .fs
         .open_write(&target.storage, mode)
         .await
-        .or_reply()?;
+        .map_err(|err| storage_error(&err, context))?;
     let ascii = session.transfer_type == TransferType::Ascii;
     let verb = if kind == Upload::Append {
         "APPE"
