@@ -193,6 +193,25 @@ def test_objects_written_by_other_tools_are_listed(s3_server):
     ftp.quit()
 
 
+def test_awkward_names_round_trip(s3_server):
+    server = s3_server()
+    ftp = server.ftp()
+    names = ["a+b.txt", "100%25 sure.txt", "x&y=z?.txt", "Grüße 日本.txt", "~tilde#hash"]
+    for i, name in enumerate(names):
+        try:
+            stor(ftp, name, name.encode() * (i + 1))
+        except ftplib.Error as e:
+            raise AssertionError(f"{name!r}: {e}\n{server.log()}")
+    assert sorted(ftp.nlst()) == sorted(names)
+    assert sorted(server.s3.keys()) == sorted("ftp/" + n for n in names)
+    for i, name in enumerate(names):
+        assert retr(ftp, name) == name.encode() * (i + 1)
+        assert ftp.size(name) == len(name.encode()) * (i + 1)
+    ftp.rename(names[0], "renamed+again.txt")
+    assert server.s3.get("ftp/renamed+again.txt") == names[0].encode()
+    ftp.quit()
+
+
 def test_large_upload_is_multipart_with_two_parts_in_memory(s3_server):
     # 5 MiB parts (the minimum) so a 23 MiB file takes five parts.
     server = s3_server(config_extra='part_size = "5MiB"\nread_size = "1MiB"')
