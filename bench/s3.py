@@ -357,11 +357,12 @@ def report(results, peak_rss):
         return statistics.median(values) if values else None
 
     w, r, c = "wasmftpd+storage-s3", "rclone serve ftp", "rclone copy"
+    size = f"{SIZE / 2**30:g} GiB" if SIZE >= 2**30 else f"{SIZE / 2**20:g} MiB"
     rows = [
-        ("RETR 1 GiB (MB/s)", "RETR", True),
-        ("STOR 1 GiB (MB/s)", "STOR", True),
-        (f"{SMALL} x 4 KiB STOR+RETR+DELE (files/s)", "small", True),
-        (f"LIST {LIST_OBJECTS} objects (s)", "LIST", False),
+        (f"RETR {size}", "MB/s", "RETR", True),
+        (f"STOR {size}", "MB/s", "STOR", True),
+        (f"{SMALL} x 4 KiB STOR+RETR+DELE", "files/s", "small", True),
+        (f"LIST {LIST_OBJECTS} objects", "s", "LIST", False),
     ]
     lines = [
         f"SIZE={SIZE} RUNS={RUNS} memory_limit={MEMORY_LIMIT}; medians",
@@ -369,7 +370,7 @@ def report(results, peak_rss):
         f"| figure | {w} | {r} | {c} | vs serve ftp | vs copy |",
         "|---|---|---|---|---|---|",
     ]
-    for title, figure, higher_better in rows:
+    for title, unit, figure, higher_better in rows:
         wv, rv, cv = median(figure, w), median(figure, r), median(figure, c)
 
         def ratio(ours, theirs):
@@ -380,12 +381,14 @@ def report(results, peak_rss):
         fmt = (lambda v: "-" if v is None else f"{v:,.0f}") if higher_better else (
             lambda v: "-" if v is None else f"{v:.3f}"
         )
-        lines.append(f"| {title} | {fmt(wv)} | {fmt(rv)} | {fmt(cv)} | {ratio(wv, rv)} | {ratio(wv, cv)} |")
+        lines.append(
+            f"| {title} ({unit}) | {fmt(wv)} | {fmt(rv)} | {fmt(cv)} | {ratio(wv, rv)} | {ratio(wv, cv)} |"
+        )
     lines.append(f"| wasmftpd peak RSS during STOR (MiB) | {max(peak_rss) / 2**20:.0f} | | | | |")
     lines += ["", "Server CPU seconds per operation (per GiB for RETR/STOR, per file, per LIST):", ""]
-    lines.append(f"| figure | {w} | {r} | ratio |")
+    lines.append(f"| figure | {w} | {r} | {r} / ours |")
     lines.append("|---|---|---|---|")
-    for title, figure, _ in rows:
+    for title, _, figure, _ in rows:
         wc, rc = median(figure, w, 1), median(figure, r, 1)
         ratio = f"{rc / wc:.2f}x" if wc and rc else "-"
         lines.append(f"| {title} | {wc:.4f} | {rc:.4f} | {ratio} |")
