@@ -6,7 +6,9 @@ what a server does for a client that needs CPU of its own. Standard library only
 
     clients.py stor  --port N --user U --pass P --size BYTES [--path /x]
         raw sockets: EPSV, STOR of SIZE bytes sent from one preallocated buffer
-        (sendall of a memoryview), checked with SIZE afterwards, then DELE
+        (sendall of a memoryview), checked with SIZE afterwards; the file is
+        left on the server (see `remove`), so that the server's CPU measured
+        around this command is the upload's only
     clients.py retr  --port N --user U --pass P --path /big.bin
         raw sockets: EPSV, RETR received with recv_into one preallocated buffer,
         byte count checked against SIZE
@@ -132,7 +134,6 @@ def run_stor(args):
     got = c.size(path)
     if got != args.size:
         raise Failure(f"STOR {path}: server holds {got} bytes, sent {args.size}")
-    c.cmd(f"DELE {path}", (250,))
     c.quit()
     result(args, "stor", "MB/s", args.size / 1e6 / secs, args.size)
 

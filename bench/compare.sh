@@ -13,7 +13,7 @@
 #   SERVERS="vsftpd pure-ftpd wasmftpd libunftp pyftpdlib"
 #                                         which servers, in this order. Also known:
 #                                         libunftp-nagle (libunftp's own listener,
-#                                         without TCP_NODELAY; logins only)
+#                                         without TCP_NODELAY; logins only), wasmftpd-b
 #   RUNS=5                                rounds; each round runs every case once on
 #                                         every server (the first server rotates from
 #                                         round to round), medians over rounds
@@ -30,6 +30,10 @@
 #   WASMFTPD=path                         wasmftpd binary [<repo>/target/release/wasmftpd]
 #   WASMFTPD_SERVER_EXTRA="..."           TOML lines added to wasmftpd's [server] table
 #                                         (bench/ops-cost.sh: metrics listener, transfer log)
+#   WASMFTPD_B=path  WASMFTPD_B_ENV="K=V ..."
+#                                         server `wasmftpd-b` (name it in SERVERS): a
+#                                         second wasmftpd build [WASMFTPD] and/or extra
+#                                         environment, for A/B runs of our own changes
 #   TRIVIAL_AUTH_PLUGIN=path.wasm         auth plugin for the trivial-auth login run
 #                                         (default: builtin auth-static, anonymous);
 #                                         its config is TRIVIAL_AUTH_CONFIG (TOML lines
@@ -370,11 +374,12 @@ run_case() { # server case round
             # shellcheck disable=SC2086
             in_cgroup client "$FTPBENCH" run --port "$port" --user "$user" --pass "$PASS" \
                 --label "$s" --runs 1 --tests "$t" --stor-size "$SIZE" --no-warmup \
+                --stor-path "/ftpbench-stor-$s.bin" --keep-upload \
                 --login-secs "$LOGIN_SECS" --login-clients "$LOGIN_CLIENTS" \
                 ${FTPBENCH_ARGS:-} >"$out" || ok=0 ;;
         python)
             case $t in
-                stor) args=(--size "$SIZE" --path "/clients-stor-$s.bin") ;;
+                stor) args=(--size "$SIZE" --path "/python-stor-$s.bin") ;;
                 retr) args=(--path /big.bin) ;;
                 login) args=(--secs "$LOGIN_SECS" --clients "$LOGIN_CLIENTS") ;;
             esac
@@ -383,10 +388,11 @@ run_case() { # server case round
         curl) curl_case "$s" "$t" "$user" >"$out" || ok=0 ;;
     esac
     s1=$(server_usec "$s"); c1=$(client_usec)
-    if [ "$k" = curl ] && [ "$t" = stor ]; then
-        # Not measured: check what the server holds, and make room for the next upload.
+    if [ "$t" = stor ] && [ $ok = 1 ]; then
+        # Not measured (deleting 1 GiB costs the server a fifth of what receiving
+        # it does): check what the server holds, and make room for the next upload.
         "$PYTHON" "$HERE/clients.py" remove --port "$port" --user "$user" --pass "$PASS" \
-            --path "/curl-stor-$s.bin" --size "$SIZE" || ok=0
+            --path "/$k-stor-$s.bin" --size "$SIZE" || ok=0
     fi
     read -r value ops < <(awk '/^result / { for (i = 2; i <= NF; i++) { split($i, kv, "="); f[kv[1]] = kv[2] }
                                            print f["median"], f["ops"] }' "$out") || true
@@ -501,9 +507,10 @@ plugin = "builtin:storage-fs"
 EOF
 }
 
-start_wasmftpd_one() { # label config tests
-    local log=$WORK/$1.log i port="" pid
-    in_cgroup "$1" env NO_COLOR=1 ${WASMFTPD_LOG:+"RUST_LOG=$WASMFTPD_LOG"} "$WASMFTPD" serve --config "$2" --listen 127.0.0.1:0 >"$log" 2>&1 &
+start_wasmftpd_one() { # label config tests [binary [env assignments]]
+    local log=$WORK/$1.log i port="" pid bin=${4:-$WASMFTPD} extra=()
+    [ -z "${5:-}" ] || read -ra extra <<<"$5"
+    in_cgroup "$1" env NO_COLOR=1 ${WASMFTPD_LOG:+"RUST_LOG=$WASMFTPD_LOG"} "${extra[@]}" "$bin" serve --config "$2" --listen 127.0.0.1:0 >"$log" 2>&1 &
     pid=$!; PIDS+=("$pid"); SPID[$1]=$pid
     for i in $(seq 300); do
         port=$(sed 's/\x1b\[[0-9;]*m//g' "$log" | grep -o 'listening on 127\.0\.0\.1:[0-9]*' | head -1 | sed 's/.*://' || true)
@@ -548,6 +555,19 @@ home = \"/\""}"
     if [ -x "$WASMFTPD" ]; then
         start_wasmftpd_one "$t" "$WORK/trivial.toml" login
     fi
+}
+
+# A second wasmftpd build (or the same one with other settings), for A/B
+# comparisons of our own changes: same config, its own cgroup and passive range.
+start_wasmftpd_b() {
+    ORDER+=(wasmftpd-b)
+    local bin=${WASMFTPD_B:-$WASMFTPD}
+    [ -x "$bin" ] || { STATUS[wasmftpd-b]="skipped: no binary at $bin (set WASMFTPD_B)"; return; }
+    wasmftpd_config "$WORK/wasmftpd-b.toml" 48000-48999 "builtin:auth-static" \
+        "[site.bench.auth.config.users.$BENCH_USER]
+password = \"$HASH\"
+home = \"/\""
+    start_wasmftpd_one wasmftpd-b "$WORK/wasmftpd-b.toml" "$TESTS" "$bin" "${WASMFTPD_B_ENV:-}"
 }
 
 # libunftp: bench/peers/unftp, one user, plain password compare. By default it accepts
@@ -607,6 +627,7 @@ for s in $SERVERS; do
         vsftpd) start_vsftpd ;;
         pure-ftpd) start_pureftpd ;;
         wasmftpd) start_wasmftpd ;;
+        wasmftpd-b) start_wasmftpd_b ;;
         libunftp) start_libunftp libunftp 44000-44999 "$TESTS" ;;
         libunftp-nagle) start_libunftp libunftp-nagle 46000-46999 login --no-nodelay ;;
         pyftpdlib) start_pyftpdlib ;;

@@ -6,6 +6,8 @@ import hashlib
 import io
 import os
 import socket
+import struct
+import time
 
 import pytest
 
@@ -313,6 +315,30 @@ def test_stor_interrupted_keeps_received_bytes(server):
     conn.close()
     client.voidresp()
     assert (server.root / "cut.bin").read_bytes() == b"a" * 100_000
+
+
+def test_large_stor_cut_by_a_reset_keeps_a_prefix(server):
+    """Past its first 256 KiB a binary upload is moved socket -> pipe -> file
+    in the kernel (splice). Cut by a reset half-way, it still keeps a prefix of
+    what was sent, the client gets 426 and the session goes on."""
+    data = payload(6 * 1024 * 1024, seed="cut")
+    client = server.ftp()
+    client.voidcmd("TYPE I")
+    conn = client.transfercmd("STOR cutbig.bin")
+    conn.sendall(data[: 4 * 1024 * 1024])
+    target = server.root / "cutbig.bin"
+    deadline = time.monotonic() + 10
+    while target.stat().st_size < 2 * 1024 * 1024:
+        assert time.monotonic() < deadline, "the server stored too little too slowly"
+        time.sleep(0.01)
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    conn.close()
+    reply = client.getmultiline()
+    assert reply.startswith("426"), reply
+    kept = target.read_bytes()
+    assert 2 * 1024 * 1024 <= len(kept) <= 4 * 1024 * 1024
+    assert kept == data[: len(kept)]
+    assert client.sendcmd("NOOP").startswith("200")
 
 
 def test_line_too_long_is_refused(server):

@@ -1412,4 +1412,51 @@ async fn event_plugins_deliver_and_fail_alone() {
         format!("{err:#}").contains("wasmftpd:plugin/events@0.2.0"),
         "{err:#}"
     );
+/// A storage-fs upload on the stream path names the file and offset behind
+/// its stream, for `splice`: bytes written first through the writer land from
+/// that offset on, bytes put into the file after them stay, and `finish`
+/// completes the upload as usual. A REST offset is named as given; the
+/// chunked path names none.
+#[tokio::test]
+async fn stream_writes_name_their_file_for_splice() {
+    use std::os::unix::fs::FileExt;
+    let root = tempfile::tempdir().expect("tempdir");
+    let storage = fs_storage(root.path(), &[]);
+
+    let mut writer = storage
+        .open_write("/up.bin", WriteMode::Truncate)
+        .await
+        .expect("open_write");
+    let (file, at) = writer.os_file().expect("stream path names its file");
+    assert_eq!(at, 0);
+    writer
+        .write(bytes::Bytes::from_static(b"head-"))
+        .await
+        .expect("write");
+    file.write_all_at(b"spliced", at + 5).expect("write at");
+    writer.finish().await.expect("finish");
+    assert_eq!(
+        std::fs::read(root.path().join("up.bin")).expect("read"),
+        b"head-spliced"
+    );
+
+    let writer = storage
+        .open_write("/up.bin", WriteMode::Offset(5))
+        .await
+        .expect("open_write at offset");
+    let (file, at) = writer.os_file().expect("names its file");
+    assert_eq!(at, 5);
+    file.write_all_at(b"SPLICED", at).expect("write at");
+    writer.finish().await.expect("finish");
+    assert_eq!(
+        std::fs::read(root.path().join("up.bin")).expect("read"),
+        b"head-SPLICED"
+    );
+
+    let chunked = fs_storage(root.path(), &[("data_path", "chunks")]);
+    let writer = chunked
+        .open_write("/other.bin", WriteMode::Truncate)
+        .await
+        .expect("open_write");
+    assert!(writer.os_file().is_none());
 }

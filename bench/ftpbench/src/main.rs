@@ -59,6 +59,10 @@ USAGE
         --no-pattern           do not verify the downloaded file's content against
                                the `prepare` pattern (size is still checked)
         --stor-size BYTES [1073741824]   upload size
+        --stor-path PATH [WORK-DIR/ftpbench-stor-PID.bin]   upload target
+        --keep-upload          leave the last timed upload on the server (no DELE
+                               after it), so that a caller measuring the server's
+                               CPU per upload does not count the DELE
         --work-dir PATH [/]    remote directory for uploads (files are deleted)
         --small-count N [1000] --small-size BYTES [4096]
         --login-clients N [8]  --login-secs S [5]
@@ -228,6 +232,10 @@ struct Opts {
     pattern: bool,
     warmup: bool,
     stor_size: u64,
+    /// Upload target; `None`: `work_dir/ftpbench-stor-PID.bin`.
+    stor_path: Option<String>,
+    /// Leave the last upload on the server instead of deleting it.
+    keep_upload: bool,
     work_dir: String,
     small_count: usize,
     small_size: usize,
@@ -264,6 +272,8 @@ impl Opts {
             pattern: true,
             warmup: true,
             stor_size: GIB,
+            stor_path: None,
+            keep_upload: false,
             work_dir: "/".into(),
             small_count: 1000,
             small_size: 4096,
@@ -290,6 +300,8 @@ impl Opts {
                 "--no-pattern" => o.pattern = false,
                 "--no-warmup" => o.warmup = false,
                 "--stor-size" => o.stor_size = num(it.next(), a)?,
+                "--stor-path" => o.stor_path = Some(val(it.next(), a)?),
+                "--keep-upload" => o.keep_upload = true,
                 "--work-dir" => o.work_dir = val(it.next(), a)?,
                 "--small-count" => o.small_count = num(it.next(), a)?,
                 "--small-size" => o.small_size = num(it.next(), a)?,
@@ -738,7 +750,10 @@ fn test_retr(o: &Opts, pat: &Pattern) -> Measured {
 
 fn test_stor(o: &Opts, pat: &Pattern) -> Measured {
     let mut c = Ctrl::session(o)?;
-    let path = o.remote(&format!("ftpbench-stor-{}.bin", std::process::id()));
+    let path = match &o.stor_path {
+        Some(path) => path.clone(),
+        None => o.remote(&format!("ftpbench-stor-{}.bin", std::process::id())),
+    };
     // Untimed warm-up upload, read back and checked byte for byte. (The first upload
     // into a fresh tmpfs is often much slower: the kernel is still finding pages.)
     let mut ops = 0;
@@ -768,7 +783,9 @@ fn test_stor(o: &Opts, pat: &Pattern) -> Measured {
                 o.stor_size
             );
         }
-        c.cmd(&format!("DELE {path}"), &[250])?;
+        if !(o.keep_upload && i + 1 == o.runs) {
+            c.cmd(&format!("DELE {path}"), &[250])?;
+        }
         ops += o.stor_size;
         let mbps = o.stor_size as f64 / 1e6 / secs;
         progress(o, "stor", i, mbps, "MB/s");

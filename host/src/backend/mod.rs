@@ -282,6 +282,15 @@ pub trait FileReader: Send {
 #[async_trait]
 pub trait FileWriter: Send {
     async fn write(&mut self, data: Bytes) -> StorageResult<()>;
+    /// When this writer's bytes go to an OS file from an offset on, and
+    /// nothing has been written through it yet: that file and offset, so the
+    /// data connection can `splice(2)` the bytes into it instead. Writes
+    /// through `write` still land where they would have (a caller may write
+    /// the first bytes with `write`, then splice after them); `finish` is
+    /// still called at the end.
+    fn os_file(&self) -> Option<(Arc<std::fs::File>, u64)> {
+        None
+    }
     /// Completes an upload. A writer dropped without `finish` was interrupted;
     /// what was written stays.
     async fn finish(self: Box<Self>) -> StorageResult<()>;

@@ -16,6 +16,7 @@
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::ops::RangeInclusive;
+use std::os::fd::AsFd;
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -34,6 +35,7 @@ use tracing::{debug, info};
 use super::Transport;
 use super::ascii::{FromCrlf, ToCrlf};
 use super::reply::{ErrorContext, Reply, ReplyCode, storage_error};
+use super::splice::Pipe;
 use crate::backend::{FileReader, FileWriter, StorageError};
 use crate::tls::DataTls;
 
@@ -409,7 +411,16 @@ pub async fn run(endpoint: DataEndpoint, job: Job, mut ctx: DataContext) -> Repl
                 }
             }
         }
-        Job::Receive { writer, ascii } => pump(Upload::new(stream, writer, ascii), &ctx).await,
+        Job::Receive { writer, ascii } => {
+            // Binary into an OS file over plain TCP: the kernel can move it.
+            let os_file = (!ascii).then(|| writer.os_file()).flatten();
+            match (os_file, stream) {
+                (Some((file, offset)), DataStream::Plain(tcp)) => {
+                    pump(SpliceUpload::new(tcp, writer, file, offset), &ctx).await
+                }
+                (_, stream) => pump(Upload::new(stream, writer, ascii), &ctx).await,
+            }
+        }
     };
     // Every transfer ends here: the place for transfer events.
     if let Some(mut on_end) = ctx.on_end.take() {
@@ -732,6 +743,185 @@ impl Flow for Upload {
         let rest = self.chunk(true);
         self.sink.abandon(rest).await.unwrap_or(failure)
     }
+}
+
+/// STOR (binary, plain TCP) into an OS file the storage plugin handed over as
+/// our own unwritten file stream. The start of the upload is received here;
+/// an upload that ends within one chunk (most by count) is written through
+/// the storage writer like any other. A larger one has that chunk written
+/// through the writer and the rest moved socket -> pipe -> file with
+/// `splice(2)` (ftp/splice.rs), never copied through our memory, at the
+/// offsets the writer's stream would have written them to.
+///
+/// Two pipes: while a blocking thread empties one into the file (the costly
+/// half: page cache allocation and copy), this task fills the other from the
+/// socket, as [`Upload`] overlaps socket reads with storage writes. The
+/// writer is finished at the end as usual; after a failure (or ABOR) what was
+/// received is still written and the writer is dropped unfinished.
+struct SpliceUpload {
+    tcp: TcpStream,
+    writer: Box<dyn FileWriter>,
+    file: Arc<std::fs::File>,
+    /// Where the next received byte goes in `file`.
+    offset: u64,
+    /// The start of the upload, until it outgrows one chunk.
+    head: BytesMut,
+    /// Empty pipes; the first is made when the upload outgrows `head`.
+    free: Vec<Pipe>,
+    /// One pipe is emptied while the other fills: at most two are made.
+    pipes_made: u8,
+    /// Whether the upload outgrew `head` (then all further bytes are spliced).
+    splicing: bool,
+    /// The pipe being emptied into the file, if any.
+    draining: Option<tokio::task::JoinHandle<(Pipe, io::Result<()>)>>,
+}
+
+impl SpliceUpload {
+    fn new(
+        tcp: TcpStream,
+        writer: Box<dyn FileWriter>,
+        file: Arc<std::fs::File>,
+        offset: u64,
+    ) -> Self {
+        SpliceUpload {
+            tcp,
+            writer,
+            file,
+            offset,
+            head: BytesMut::with_capacity(CHUNK),
+            free: Vec::new(),
+            pipes_made: 0,
+            splicing: false,
+            draining: None,
+        }
+    }
+
+    /// Writes what `head` holds through the writer.
+    async fn write_head(&mut self) -> Result<(), Failure> {
+        if self.head.is_empty() {
+            return Ok(());
+        }
+        let head = self.head.split().freeze();
+        self.offset += head.len() as u64;
+        self.writer.write(head).await.map_err(Failure::Storage)
+    }
+
+    /// Waits until the pipe being drained is in the file; it becomes free.
+    async fn drained(&mut self) -> Result<(), Failure> {
+        let Some(task) = self.draining.take() else {
+            return Ok(());
+        };
+        let (pipe, written) = task
+            .await
+            .map_err(|e| Failure::Storage(task_failed(&e.to_string())))?;
+        written.map_err(|e| Failure::Storage(file_error("write", e)))?;
+        self.free.push(pipe);
+        Ok(())
+    }
+
+    /// An empty pipe: a free one, a new one while fewer than two were made,
+    /// else the one being drained once it is.
+    async fn empty_pipe(&mut self) -> Result<Pipe, Failure> {
+        if let Some(pipe) = self.free.pop() {
+            return Ok(pipe);
+        }
+        if self.pipes_made < 2 {
+            self.pipes_made += 1;
+            return Pipe::new()
+                .map_err(|e| Failure::Storage(file_error("cannot create a pipe", e)));
+        }
+        self.drained().await?;
+        self.free
+            .pop()
+            .ok_or_else(|| Failure::Storage(task_failed("no pipe to splice through")))
+    }
+}
+
+impl Flow for SpliceUpload {
+    async fn step(&mut self, ctx: &DataContext) -> Result<usize, Failure> {
+        // A bandwidth limit bounds each step to one grant.
+        let piece = ctx.piece();
+        if !self.splicing {
+            let room = (CHUNK - self.head.len()).min(piece) as u64;
+            let mut limited = (&mut self.tcp).take(room);
+            let n = match timeout(ctx.timeout, limited.read_buf(&mut self.head)).await {
+                Ok(result) => result?,
+                Err(_) => return Err(Failure::stalled()),
+            };
+            if self.head.len() >= CHUNK {
+                self.write_head().await?;
+                self.splicing = true;
+            }
+            return Ok(n);
+        }
+        let pipe = self.empty_pipe().await?;
+        let tcp = &self.tcp;
+        let fill = async {
+            loop {
+                tcp.readable().await?;
+                match tcp.try_io(tokio::io::Interest::READABLE, || {
+                    pipe.fill_from(tcp.as_fd(), piece)
+                }) {
+                    Err(err) if err.kind() == io::ErrorKind::WouldBlock => continue,
+                    other => return other,
+                }
+            }
+        };
+        let n = match timeout(ctx.timeout, fill).await {
+            Ok(Ok(n)) => n,
+            Ok(Err(err)) => {
+                self.free.push(pipe);
+                return Err(err.into());
+            }
+            Err(_) => {
+                self.free.push(pipe);
+                return Err(Failure::stalled());
+            }
+        };
+        if n == 0 {
+            self.free.push(pipe);
+            return Ok(0);
+        }
+        // In order: the previous pipe goes into the file before this one.
+        self.drained().await?;
+        let (file, mut offset) = (self.file.clone(), self.offset);
+        self.offset += n as u64;
+        self.draining = Some(tokio::task::spawn_blocking(move || {
+            let written = pipe.drain_into(file.as_fd(), &mut offset, n);
+            (pipe, written)
+        }));
+        Ok(n)
+    }
+
+    async fn finish(mut self, ctx: &DataContext) -> Result<(), Failure> {
+        self.drained().await?;
+        self.write_head().await?;
+        debug!(what = %ctx.what, spliced = self.splicing, "upload complete, finishing");
+        self.writer.finish().await.map_err(Failure::Storage)
+    }
+
+    async fn fail(mut self, failure: Failure) -> Failure {
+        // Keep what was received; the writer is dropped unfinished.
+        if let Err(storage) = self.drained().await {
+            return storage;
+        }
+        match self.write_head().await {
+            Ok(()) => failure,
+            Err(storage) => storage,
+        }
+    }
+}
+
+/// A file system error of a spliced upload, as storage reports its own: a full
+/// disk or quota is `NoSpace`.
+fn file_error(what: &str, err: io::Error) -> StorageError {
+    let kind = match err.kind() {
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => {
+            crate::backend::ErrorKind::NoSpace
+        }
+        _ => crate::backend::ErrorKind::Io,
+    };
+    StorageError::with_message(kind, format!("{what}: {err}"))
 }
 
 /// Aborts a helper task when the transfer is dropped (ABOR).

@@ -10,6 +10,7 @@
 //! - [`dtp`]: data connections and transfers.
 //! - [`events`]: what the protocol reports to operations (metrics, transfer
 //!   log, the defender).
+//! - [`splice`]: uploads moved socket -> pipe -> file in the kernel.
 //! - [`path`]: client paths, normalization, confinement to the home.
 //! - [`listing`]: LIST / MLSD / MLST formats and timestamps.
 //! - [`ascii`]: TYPE A line-ending conversion.
@@ -25,6 +26,7 @@ pub mod listing;
 pub mod path;
 pub mod reply;
 pub mod session;
+pub mod splice;
 
 #[cfg(test)]
 mod tests;

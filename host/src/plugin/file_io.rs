@@ -6,6 +6,10 @@
 //! - `descriptor.read-via-stream`: the stream storage-fs hands us for RETR
 //!   (and, when the plugin hands it over unread, the file and offset behind
 //!   it, which the host then sends with `sendfile(2)`);
+//! - `descriptor.write-via-stream`: the stream storage-fs hands us for STOR
+//!   (and, when the plugin hands it over unwritten, the file and offset behind
+//!   it, into which the host then `splice(2)`s the upload); each write is one
+//!   positioned write, where wasmtime-wasi's splits it into 64 KiB pieces;
 //! - `descriptor.read`: what storage-fs's chunked path reads with;
 //! - `descriptor.read-directory` and its `directory-entry-stream`: what
 //!   storage-fs lists directories with;
@@ -63,7 +67,9 @@ use wasmtime_wasi::p2::bindings::filesystem::types::{
     DescriptorFlags, DescriptorStat, DescriptorType, DirectoryEntry, ErrorCode, HostDescriptor,
     MetadataHashValue, OpenFlags, PathFlags,
 };
-use wasmtime_wasi::p2::{DynInputStream, InputStream, Pollable, StreamError, StreamResult};
+use wasmtime_wasi::p2::{
+    DynInputStream, DynOutputStream, InputStream, OutputStream, Pollable, StreamError, StreamResult,
+};
 use wasmtime_wasi::{FsPerms, OpenMode};
 
 use super::instance::HostState;
@@ -82,6 +88,7 @@ const PREOPENS: &str = "wasi:filesystem/preopens@0.2.12";
 #[cfg(test)]
 const REPLACED: &[(&str, &str)] = &[
     (TYPES, "[method]descriptor.read-via-stream"),
+    (TYPES, "[method]descriptor.write-via-stream"),
     (TYPES, "[method]descriptor.read"),
     (TYPES, "[method]descriptor.read-directory"),
     (TYPES, "[method]directory-entry-stream.read-directory-entry"),
@@ -98,6 +105,7 @@ pub(super) fn add_to_linker(linker: &mut Linker<HostState>) -> anyhow::Result<()
     linker.allow_shadowing(true);
     let mut types = linker.instance(TYPES)?;
     types.func_wrap("[method]descriptor.read-via-stream", read_via_stream)?;
+    types.func_wrap("[method]descriptor.write-via-stream", write_via_stream)?;
     types.func_wrap("[method]descriptor.read", read)?;
     // The entry stream is our own type, so its resource, its one method and
     // the function creating it are all replaced together.
@@ -287,6 +295,7 @@ fn read_via_stream(
     let stream = table.push(stream)?;
     store.data_mut().newest_file_stream = Some(FileStreamOrigin {
         rep: stream.rep(),
+        writes: false,
         file: Arc::downgrade(&file),
         offset,
         untouched,
@@ -294,17 +303,54 @@ fn read_via_stream(
     Ok((Ok(stream),))
 }
 
-/// Where the newest `read-via-stream` stream of a store reads from, so the
-/// host can send that file with `sendfile(2)` when the plugin hands the stream
-/// over unread (see [`take_os_file`]).
+fn write_via_stream(
+    mut store: StoreContextMut<'_, HostState>,
+    (fd, offset): (Resource<Descriptor>, u64),
+) -> Answer<Resource<DynOutputStream>> {
+    let table = store.data_mut().table();
+    let file = match table.get(&fd)? {
+        // The check wasmtime-wasi's own makes: a descriptor from a read-only
+        // grant gives no output stream.
+        Descriptor::File(f) if f.perms.write_not_permitted() => {
+            return Ok((Err(ErrorCode::NotPermitted),));
+        }
+        Descriptor::File(f) => f.file.clone(),
+        Descriptor::Dir(_) => return Ok((Err(ErrorCode::IsDirectory),)),
+    };
+    let untouched = Arc::new(AtomicBool::new(true));
+    let sink = FileSink {
+        file: file.clone(),
+        position: offset,
+        closed: false,
+        untouched: untouched.clone(),
+    };
+    let sink: DynOutputStream = Box::new(sink);
+    let sink = table.push(sink)?;
+    store.data_mut().newest_file_stream = Some(FileStreamOrigin {
+        rep: sink.rep(),
+        writes: true,
+        file: Arc::downgrade(&file),
+        offset,
+        untouched,
+    });
+    Ok((Ok(sink),))
+}
+
+/// Where the newest `read-via-stream` or `write-via-stream` stream of a store
+/// reads from or writes to, so the host can move that file's bytes itself
+/// (`sendfile(2)`, `splice(2)`) when the plugin hands the stream over unused
+/// (see [`take_os_file`], [`take_os_sink`]).
 pub(super) struct FileStreamOrigin {
     rep: u32,
+    /// An output stream (`write-via-stream`), else an input stream.
+    writes: bool,
     /// Weak: the record must not keep a file open (or its space allocated
     /// after a DELE) once the plugin has dropped the stream.
     file: std::sync::Weak<std::fs::File>,
     offset: u64,
-    /// Cleared by the stream's first read and by its drop: after either, the
-    /// file and offset no longer describe what the stream would give.
+    /// Cleared by the stream's first read or write and by its drop: after
+    /// either, the file and offset no longer describe what the stream would
+    /// give or take.
     untouched: Arc<AtomicBool>,
 }
 
@@ -312,10 +358,21 @@ pub(super) struct FileStreamOrigin {
 /// `rep`, if it is our own file stream and nothing was read from it. Clears
 /// the record either way: it only ever describes the stream just handed over.
 pub(super) fn take_os_file(state: &mut HostState, rep: u32) -> Option<(Arc<std::fs::File>, u64)> {
+    take_origin(state, rep, false)
+}
+
+/// The file and offset behind the output stream the guest returned as
+/// resource `rep`, if it is our own file stream and nothing was written to
+/// it. Clears the record either way.
+pub(super) fn take_os_sink(state: &mut HostState, rep: u32) -> Option<(Arc<std::fs::File>, u64)> {
+    take_origin(state, rep, true)
+}
+
+fn take_origin(state: &mut HostState, rep: u32, writes: bool) -> Option<(Arc<std::fs::File>, u64)> {
     let origin = state.newest_file_stream.take()?;
     // A live stream keeps its rep, and an untouched one is live: an equal rep
-    // is that very stream.
-    if origin.rep != rep || !origin.untouched.load(Ordering::Acquire) {
+    // (of the same kind of stream) is that very stream.
+    if origin.rep != rep || origin.writes != writes || !origin.untouched.load(Ordering::Acquire) {
         return None;
     }
     Some((origin.file.upgrade()?, origin.offset))
@@ -901,6 +958,85 @@ impl InputStream for FileStream {
     }
 }
 
+/// Largest write a file output stream accepts at once ([`FileSink`]'s
+/// `check-write`), bounding what one guest call can hand the host.
+const MAX_WRITE: usize = 1 << 20;
+
+/// A file written as a `wasi:io` output stream. Regular files are always
+/// ready, so each write is made right away, whole, at the stream's position
+/// (blocking the calling thread, as plugins' file operations do by design).
+struct FileSink {
+    file: Arc<std::fs::File>,
+    position: u64,
+    /// After a failed write the stream is closed, as wasmtime-wasi's is.
+    closed: bool,
+    /// Shared with [`FileStreamOrigin`]; cleared by the first write and on drop.
+    untouched: Arc<AtomicBool>,
+}
+
+impl Drop for FileSink {
+    fn drop(&mut self) {
+        self.untouched.store(false, Ordering::Release);
+    }
+}
+
+impl FileSink {
+    fn write_all(&mut self, mut data: &[u8]) -> Result<(), Errno> {
+        while !data.is_empty() {
+            match rustix::io::pwrite(&*self.file, data, self.position) {
+                Ok(0) => return Err(Errno::IO),
+                Ok(n) => {
+                    data = &data[n..];
+                    self.position += n as u64;
+                }
+                Err(Errno::INTR) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl Pollable for FileSink {
+    async fn ready(&mut self) {}
+}
+
+#[async_trait::async_trait]
+impl OutputStream for FileSink {
+    fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
+        self.untouched.store(false, Ordering::Release);
+        if self.closed {
+            return Err(StreamError::Closed);
+        }
+        self.write_all(&bytes).map_err(|e| {
+            self.closed = true;
+            StreamError::LastOperationFailed(std::io::Error::from(e).into())
+        })
+    }
+
+    fn flush(&mut self) -> StreamResult<()> {
+        // Every write went to the file already.
+        if self.closed {
+            return Err(StreamError::Closed);
+        }
+        Ok(())
+    }
+
+    fn check_write(&mut self) -> StreamResult<usize> {
+        if self.closed {
+            return Err(StreamError::Closed);
+        }
+        Ok(MAX_WRITE)
+    }
+
+    /// What the host's upload path calls per chunk: one positioned write of
+    /// the whole chunk.
+    async fn blocking_write_and_flush(&mut self, bytes: Bytes) -> StreamResult<()> {
+        self.write(bytes)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -941,6 +1077,7 @@ mod tests {
         let d = || Resource::<Descriptor>::new_borrow(fd);
         let none = PathFlags::empty;
         let _: FsResult<Resource<DynInputStream>> = HostDescriptor::read_via_stream(view, d(), 0);
+        let _: FsResult<Resource<DynOutputStream>> = HostDescriptor::write_via_stream(view, d(), 0);
         let _: FsResult<(Vec<u8>, bool)> = HostDescriptor::read(view, d(), 0, 0).await;
         let _: FsResult<Resource<DirectoryEntryStream>> =
             HostDescriptor::read_directory(view, d()).await;

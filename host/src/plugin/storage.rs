@@ -549,7 +549,11 @@ impl Storage for WasmStorage {
                 }
             };
             Ok(match answer {
-                Ok(Ok(stream)) => Ok(Sink::Stream(store.data_mut().table().delete(stream)?)),
+                Ok(Ok(stream)) => {
+                    let os_file = file_io::take_os_sink(store.data_mut(), stream.rep());
+                    let stream = store.data_mut().table().delete(stream)?;
+                    Ok(Sink::Stream(stream, os_file))
+                }
                 Ok(Err(writer)) => Ok(Sink::Chunks(writer)),
                 Err(e) => Err(e),
             })
@@ -557,7 +561,7 @@ impl Storage for WasmStorage {
         let result = context.bounded(&deadline, future).await;
         let sink = call.finish("open-write", result)?.map_err(storage_error)?;
         Ok(match sink {
-            Sink::Stream(stream) => Box::new(StreamWriter { stream }),
+            Sink::Stream(stream, os_file) => Box::new(StreamWriter { stream, os_file }),
             Sink::Chunks(resource) => Box::new(ChunkWriter {
                 session: self.session.clone(),
                 resource: Some(resource),
@@ -682,7 +686,9 @@ enum Source {
 }
 
 enum Sink {
-    Stream(DynOutputStream),
+    /// With the file and offset behind it when it is our own unwritten file
+    /// stream (`file_io::take_os_sink`).
+    Stream(DynOutputStream, Option<(Arc<std::fs::File>, u64)>),
     Chunks(ResourceAny),
 }
 
@@ -713,6 +719,8 @@ impl FileReader for StreamReader {
 /// Writes to a plugin's `wasi:io` output stream natively.
 struct StreamWriter {
     stream: DynOutputStream,
+    /// The file and offset the stream would write, for `splice`.
+    os_file: Option<(Arc<std::fs::File>, u64)>,
 }
 
 #[async_trait]
@@ -722,6 +730,10 @@ impl FileWriter for StreamWriter {
             .blocking_write_and_flush(data)
             .await
             .map_err(stream_error)
+    }
+
+    fn os_file(&self) -> Option<(Arc<std::fs::File>, u64)> {
+        self.os_file.clone()
     }
 
     async fn finish(self: Box<Self>) -> StorageResult<()> {
