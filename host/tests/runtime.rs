@@ -1412,6 +1412,8 @@ async fn event_plugins_deliver_and_fail_alone() {
         format!("{err:#}").contains("wasmftpd:plugin/events@0.2.0"),
         "{err:#}"
     );
+}
+
 /// A storage-fs upload on the stream path names the file and offset behind
 /// its stream, for `splice`: bytes written first through the writer land from
 /// that offset on, bytes put into the file after them stay, and `finish`
