@@ -14,4 +14,7 @@ step "cargo test"
 cargo test -j2 --workspace
 
 step "end-to-end tests (pytest)"
-"$PYTHON" -m pytest -q tests/
+# A temporary directory of this checkout's own: pytest prunes old numbered
+# directories under its shared default, so two checkouts testing at once
+# (several worktrees on one machine) would delete each other's files.
+"$PYTHON" -m pytest -q --basetemp="/tmp/wasmftpd-pytest-$(printf '%s' "$REPO" | cksum | cut -d' ' -f1)" tests/
