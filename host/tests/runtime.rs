@@ -1423,7 +1423,8 @@ async fn event_plugins_deliver_and_fail_alone() {
 async fn stream_writes_name_their_file_for_splice() {
     use std::os::unix::fs::FileExt;
     let root = tempfile::tempdir().expect("tempdir");
-    let storage = fs_storage(root.path(), &[]);
+    // Uploads written in place take the stream path (atomic ones are chunked).
+    let storage = fs_storage(root.path(), &[("atomic_uploads", "false")]);
 
     let mut writer = storage
         .open_write("/up.bin", WriteMode::Truncate)
