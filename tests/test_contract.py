@@ -428,6 +428,23 @@ def test_kit_event_battery_fails_a_trapping_or_denied_plugin(service):
     assert service.hits("/events") == 0
 
 
+def test_webhook_does_not_retry_a_request_the_host_refused(service):
+    """A refused origin is final: one attempt per event, where a 5xx gets up
+    to four. Counted in the host's log, one `outbound request denied` line per
+    attempt, so no timing is involved."""
+    run = subprocess.run(
+        [str(BINARY), "plugin", "test", "--events", "builtin:events-webhook",
+         "--config", f"url={service.origin}/events", "--config", "retries=3", "--config", "budget=4s"],
+        capture_output=True, text=True, timeout=120, env=dict(os.environ, RUST_LOG="warn"))
+    assert run.returncode == 1, run.stdout
+    failures = [line for line in run.stdout.splitlines() if line.startswith("FAIL")]
+    # Nine kinds, five odd events, and the run of 100 stops at its first failure.
+    assert len(failures) == 15, run.stdout
+    assert all("not in this plugin's allowed_hosts (not retried)" in line for line in failures), failures
+    assert run.stderr.count("outbound request denied") == 15, run.stderr
+    assert service.hits("/events") == 0
+
+
 # ---------------------------------------------------------------- 0.1.0 plugins
 
 

@@ -8,7 +8,11 @@
 - The kit itself fails a plugin that misbehaves.
 - End to end: a site served by the Python auth plugin and the C storage plugin,
   and one by the JavaScript auth plugin and the quota-limited Python storage,
-  driven by ftplib.
+  driven by ftplib; per-user roots and quotas from the account (contract 0.2).
+- Outbound HTTP from every language, each against a service started here on
+  loopback and each denied (with an error naming the host) without the grant:
+  Python auth-passwd's `attributes_url`, JavaScript auth-rules' `blocklist_url`
+  (fetch), the C event plugin notify (wasi:http bindings).
 
 The example plugins are built by `examples/plugins/build.sh` once per session
 (skipped when their sources are unchanged). Compiled components are cached in
@@ -222,8 +226,8 @@ def test_inspect_shows_world_version_and_imports(plugins):
     proc = kit(plugins / "storage-dir.wasm", command="inspect")
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
-    assert "world:    storage-plugin (exports wasmftpd:plugin/storage@0.1.0)" in out
-    assert "contract: wasmftpd:plugin 0.1.0" in out
+    assert "world:    storage-plugin (exports wasmftpd:plugin/storage@0.2.0)" in out
+    assert "contract: wasmftpd:plugin 0.2.0" in out
     assert re.search(r"wasi:filesystem/preopens@0\.2\.\d+ +lists the directories", out)
     assert "wasi:config/store@0.2.0-rc.1" in out
     assert "wasi:sockets" not in out
@@ -316,35 +320,66 @@ def test_python_auth_and_c_storage_serve_ftplib(plugins, tmp_path):
         server.stop()
 
 
-class AttributeService:
-    """`GET /attrs/USER` -> the user's attributes as JSON (404 for others), on
-    127.0.0.1, recording the paths asked for."""
+class HttpService:
+    """A small HTTP service on 127.0.0.1: `GET PATH` answers what `pages`
+    holds for it (404 otherwise), `POST` records the body and answers 204.
+    Every request is recorded as (method, path, body)."""
 
-    def __init__(self, attributes):
-        import json
+    def __init__(self, pages=None):
         import threading
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-        self.paths = []
+        self.pages = dict(pages or {})
+        self.requests = []
+        self.lock = threading.Lock()
         service = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
             def log_message(self, *args):
                 pass
 
-            def do_GET(self):
-                service.paths.append(self.path)
-                user = self.path.rsplit("/", 1)[-1]
-                found = attributes.get(user)
-                raw = json.dumps(found).encode() if found is not None else b""
-                self.send_response(200 if found is not None else 404)
+            def record(self, body):
+                with service.lock:
+                    service.requests.append((self.command, self.path, body))
+
+            def answer(self, status, raw=b""):
+                self.send_response(status)
                 self.send_header("Content-Length", str(len(raw)))
                 self.end_headers()
                 self.wfile.write(raw)
 
+            def do_GET(self):
+                self.record(None)
+                found = service.pages.get(self.path)
+                self.answer(200 if found is not None else 404, found or b"")
+
+            def do_POST(self):
+                self.record(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+                self.answer(204)
+
         self.http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.http.daemon_threads = True
         self.origin = f"http://127.0.0.1:{self.http.server_address[1]}"
         threading.Thread(target=self.http.serve_forever, daemon=True).start()
+
+    @property
+    def paths(self):
+        with self.lock:
+            return [path for _, path, _ in self.requests]
+
+    def posted(self, count, timeout=15):
+        """The first `count` POSTed bodies, waiting for them to arrive."""
+        import time
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                bodies = [body for method, _, body in self.requests if method == "POST"]
+            if len(bodies) >= count:
+                return bodies
+            time.sleep(0.02)
+        raise AssertionError(f"expected {count} POSTs, got {bodies}")
 
     def stop(self):
         self.http.shutdown()
@@ -362,7 +397,7 @@ def test_python_auth_attributes_over_http_give_each_user_a_root(plugins, tmp_pat
     root = tmp_path / "root"
     (root / "bob-tree").mkdir(parents=True)
     (root / "bob-tree" / "mine.txt").write_bytes(b"bob's")
-    service = AttributeService({"alice": {"root": "alice-tree"}, "bob": {"root": "bob-tree"}})
+    service = HttpService({"/attrs/alice": b'{"root": "alice-tree"}', "/attrs/bob": b'{"root": "bob-tree"}'})
     try:
         config = tmp_path / "wasmftpd.toml"
         config.write_text(SERVER_DEFAULTS + f"""
@@ -406,7 +441,10 @@ config = {{ root_attribute = "root" }}
         service.stop()
 
 
-def test_javascript_auth_and_python_quota_storage_serve_ftplib(plugins, tmp_path):
+def test_javascript_accounts_give_python_storage_roots_and_quotas(plugins, tmp_path):
+    """Contract 0.2 across languages: auth-rules (JavaScript) hands each account
+    a root attribute, a quota and a session limit; storage-quota (Python) serves
+    each session from its root and enforces the account's quota, else its own."""
     root = tmp_path / "root"
     root.mkdir()
     config = site_config(
@@ -414,29 +452,200 @@ def test_javascript_auth_and_python_quota_storage_serve_ftplib(plugins, tmp_path
         auth=(plugins / "auth-rules.wasm", {
             "users.dan.password": sha_crypt("dan pw", "sha256"),
             "users.dan.allow": "127.0.0.0/8, ::1",
+            "users.dan.quota": "1MiB",
+            "users.dan.max_sessions": "1",
+            "users.dan.attributes.root": "dan",
+            "users.eve.password": sha_crypt("eve pw", "sha512"),
+            "users.eve.attributes.root": "eve",
         }, {}),
-        storage=(plugins / "storage-quota.wasm", {"quota": "1MiB"}, {"/": root}),
+        storage=(plugins / "storage-quota.wasm", {"quota": "64MiB", "root_attribute": "root"}, {"/": root}),
     )
     server = start_server(config)
     try:
         client = server.ftp("dan", "dan pw")
+        # One session at a time for dan: the host refuses a second with 421.
+        with pytest.raises(ftplib.error_temp, match="^421"):
+            server.ftp("dan", "dan pw")
         small = payload(300_000, seed=9)
         client.storbinary("STOR small.bin", io.BytesIO(small))
+        assert (root / "dan" / "small.bin").read_bytes() == small
         assert retr(client, "small.bin") == small
         # A download larger than the plugin's memory limit: its bytes must not
         # pass through (and stay in) the Python heap.
-        (root / "large.bin").write_bytes(bytes(range(256)) * (80 * 4096))
+        (root / "dan" / "large.bin").write_bytes(bytes(range(256)) * (80 * 4096))
         got = [0]
         client.retrbinary("RETR large.bin", lambda b: got.__setitem__(0, got[0] + len(b)))
         assert got[0] == 80 * 1024 * 1024
-        (root / "large.bin").unlink()
-        # Over the quota: the transfer fails with 552 (no-space during a transfer).
+        (root / "dan" / "large.bin").unlink()
+        # Over dan's own 1 MiB quota: the transfer fails with 552.
         with pytest.raises(ftplib.error_perm, match="^552"):
             client.storbinary("STOR big.bin", io.BytesIO(payload(2 * 1024 * 1024, seed=3)))
         client.delete("small.bin")
         client.quit()
+
+        # eve has no quota of her own: the storage's 64 MiB applies.
+        eve = server.ftp("eve", "eve pw")
+        big = payload(2 * 1024 * 1024, seed=4)
+        eve.storbinary("STOR big.bin", io.BytesIO(big))
+        assert (root / "eve" / "big.bin").read_bytes() == big
+        assert eve.nlst() == ["big.bin"]
+        eve.quit()
     finally:
         server.stop()
+
+
+def login_from(server, address, user, password):
+    """The reply to a login from another loopback address (127.0.0.2 ...)."""
+    client = ftplib.FTP(timeout=20, source_address=(address, 0))
+    client.connect(server.host, server.port)
+    try:
+        client.login(user, password)
+        client.quit()
+        return "230"
+    except ftplib.all_errors as e:
+        client.close()
+        return str(e)[:3]
+
+
+def test_javascript_auth_fetches_its_blocklist_over_http(plugins, tmp_path):
+    """auth-rules fetches `blocklist_url` with fetch() (wasi:http, granted by
+    allowed_hosts) inside its synchronous login, keeps it in the host's cache,
+    and refuses a blocked address before any password check."""
+    service = HttpService({"/blocklist": b"# abuse feed\n192.0.2.0/24\n127.0.0.2\n"})
+    users = {"users.dan.password": sha_crypt("dan pw", "sha256"), "blocklist_url": service.origin + "/blocklist"}
+    try:
+        def site(allowed):
+            config = tmp_path / "wasmftpd.toml"
+            config.write_text(SERVER_DEFAULTS + f"""
+[site.langs.auth]
+plugin = {toml_str(str(plugins / "auth-rules.wasm"))}
+allowed_hosts = [{", ".join(toml_str(a) for a in allowed)}]
+[site.langs.auth.config]
+{chr(10).join(f"{toml_str(k)} = {toml_str(v)}" for k, v in users.items())}
+[site.langs.storage]
+plugin = "builtin:storage-fs"
+[site.langs.storage.dirs]
+"/" = {toml_str(str(tmp_path))}
+""")
+            return config
+
+        server = start_server(site([service.origin]))
+        try:
+            assert login_from(server, "127.0.0.1", "dan", "dan pw") == "230"
+            assert login_from(server, "127.0.0.2", "dan", "dan pw") == "530"
+            assert login_from(server, "127.0.0.1", "dan", "wrong") == "530"
+            assert login_from(server, "127.0.0.3", "dan", "dan pw") == "230"
+        finally:
+            server.stop()
+        # Four logins, one fetch: the list came from the host's cache after that.
+        assert service.paths == ["/blocklist"]
+
+        # Granted another origin only: the request is denied inside the
+        # plugin, the login is unavailable (421), the server names the origin.
+        server = start_server(site(["http://127.0.0.1:9"]))
+        try:
+            assert login_from(server, "127.0.0.1", "dan", "dan pw") == "421"
+            denied = server.wait_for_log("outbound request denied")
+            assert service.origin.removeprefix("http://") in denied and "auth-rules" in denied, denied
+            server.wait_for_log("auth-rules: blocklist_url " + re.escape(service.origin))
+        finally:
+            server.stop()
+        assert service.paths == ["/blocklist"], "nothing left the server"
+    finally:
+        service.stop()
+
+
+def test_c_storage_serves_each_account_from_its_root_attribute(plugins, tmp_path):
+    root = tmp_path / "root"
+    (root / "shared").mkdir(parents=True)
+    config = site_config(
+        tmp_path,
+        auth=(plugins / "auth-rules.wasm", {
+            "users.ann.password": sha_crypt("ann pw", "sha256"),
+            "users.ann.attributes.root": "homes/ann",
+            "users.bob.password": sha_crypt("bob pw", "sha256"),
+            "users.bob.attributes.root": "homes/bob",
+            "users.cat.password": sha_crypt("cat pw", "sha256"),
+        }, {}),
+        storage=(plugins / "storage-dir.wasm", {"root_attribute": "root"}, {"/": root}),
+    )
+    server = start_server(config)
+    try:
+        ann = server.ftp("ann", "ann pw")
+        ann.storbinary("STOR a.txt", io.BytesIO(b"ann's"))
+        ann.mkd("sub")
+        bob = server.ftp("bob", "bob pw")
+        assert bob.nlst() == []
+        bob.storbinary("STOR b.txt", io.BytesIO(b"bob's"))
+        assert sorted(ann.nlst()) == ["a.txt", "sub"]
+        assert retr(bob, "b.txt") == b"bob's"
+        ann.quit()
+        bob.quit()
+        assert (root / "homes" / "ann" / "a.txt").read_bytes() == b"ann's"
+        assert (root / "homes" / "bob" / "b.txt").read_bytes() == b"bob's"
+        # No root attribute: the login succeeds, its storage is refused.
+        cat = server.ftp("cat", "cat pw")
+        with pytest.raises(ftplib.error_perm, match="^550"):
+            cat.nlst()
+        cat.quit()
+        server.wait_for_log("storage-dir: account cat has no usable `root` attribute")
+    finally:
+        server.stop()
+
+
+def test_c_event_plugin_posts_each_event_over_http(plugins, tmp_path):
+    """notify (C, the generated wasi:http bindings) POSTs a line per event to a
+    service granted in allowed_hosts; without the grant every event fails with
+    the host's refusal naming the origin."""
+    service = HttpService()
+    root = tmp_path / "root"
+    root.mkdir()
+    try:
+        config = tmp_path / "wasmftpd.toml"
+        config.write_text(SERVER_DEFAULTS + f"""
+[site.langs.auth]
+plugin = "builtin:auth-static"
+[site.langs.auth.config.users.demo]
+password = {toml_str(password_hash("demo"))}
+[site.langs.storage]
+plugin = "builtin:storage-fs"
+[site.langs.storage.dirs]
+"/" = {toml_str(str(root))}
+[[site.langs.events]]
+plugin = {toml_str(str(plugins / "notify.wasm"))}
+allowed_hosts = [{toml_str(service.origin)}]
+config = {{ url = {toml_str(service.origin + "/hook")}, kinds = "upload, rename,delete" }}
+""")
+        server = start_server(config)
+        try:
+            client = server.ftp("demo", "demo")
+            client.storbinary("STOR report.pdf", io.BytesIO(b"x" * 12345))
+            client.mkd("archive")  # not in `kinds`
+            client.rename("report.pdf", "archive/Grüße q3.pdf")
+            client.delete("archive/Grüße q3.pdf")
+            client.quit()
+            lines = [body.decode() for body in service.posted(3)]
+        finally:
+            server.stop()
+        assert {p for p in service.paths} == {"/hook"}
+        assert len(lines) == 3, lines
+        assert re.fullmatch(r"upload ok: demo from 127\.0\.0\.1 on site langs: /report\.pdf "
+                            r"\(12345 bytes, \d+ ms\)\n", lines[0]), lines[0]
+        assert lines[1] == "rename ok: demo from 127.0.0.1 on site langs: /report.pdf -> /archive/Grüße q3.pdf\n"
+        assert lines[2] == "delete ok: demo from 127.0.0.1 on site langs: /archive/Grüße q3.pdf\n"
+
+        # Through the kit, without --allow-host: each event fails, naming the origin.
+        proc = kit("--events", plugins / "notify.wasm", "--config", f"url={service.origin}/hook")
+        assert proc.returncode == 1
+        denied = f"POST {service.origin}/hook: request to {service.origin} denied: not in this plugin's allowed_hosts"
+        assert f"FAIL event `upload` is handled: {denied}" in proc.stdout, proc.stdout
+        assert len(service.posted(3)) == 3, "nothing more left the server"
+        # With the grant the kit's whole event battery passes.
+        assert_all_pass(kit("--events", plugins / "notify.wasm", "--allow-host", service.origin,
+                            "--config", f"url={service.origin}/hook"))
+        assert len(service.posted(3 + 114)) == 3 + 114
+    finally:
+        service.stop()
 
 
 def test_the_languages_example_config_serves(plugins):

@@ -11,7 +11,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const here = dirname(fileURLToPath(import.meta.url));
-const wit = resolve(here, '../../../wit/legacy/0.1.0');
+const wit = resolve(here, '../../../wit');
 
 const PLUGINS = [
   { name: 'auth-rules', entry: 'auth-rules/auth.js', world: 'wasmftpd:plugin/auth-plugin' },
@@ -24,8 +24,9 @@ for (const plugin of PLUGINS) {
     sourcePath: join(here, plugin.entry),
     witPath: wit,
     worldName: plugin.world,
-    // Plugins get no network; `stdio` stays so console.error reaches the log.
-    disableFeatures: ['http', 'fetch-event'],
+    // `http` gives `fetch` (over wasi:http, which the host limits to the
+    // section's `allowed_hosts`); plugins serve no HTTP, so no `fetch-event`.
+    disableFeatures: ['fetch-event'],
   });
   const file = join(out, `${plugin.name}.wasm`);
   await writeFile(file, component);

@@ -3,14 +3,12 @@
 #   bash build.sh OUT_DIR   ->   OUT_DIR/auth-passwd.wasm, OUT_DIR/storage-quota.wasm
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-# auth-passwd is built for contract 0.2 (outbound HTTP, host password
-# checks); storage-quota still for 0.1.0 (the server adapts it).
+# Both are built for contract 0.2 (wit/plugin.wit).
 wit="$here/../../../wit"
-wit01="$here/../../../wit/legacy/0.1.0"
 out="$1"
 cd "$here"
 # Each plugin is a directory with an `app` module; the world decides which
 # interface its class implements.
 componentize-py -d "$wit" -w auth-plugin componentize -p auth_passwd app -o "$out/auth-passwd.wasm"
-componentize-py -d "$wit01" -d storage_quota/wit -w wasmftpd-examples:storage-quota/storage-quota \
+componentize-py -d "$wit" -d storage_quota/wit -w wasmftpd-examples:storage-quota/storage-quota \
   componentize -p storage_quota app -o "$out/storage-quota.wasm"

@@ -8,7 +8,9 @@
 //! A `2xx` answer delivers the event. A connection failure, a timeout, `429`
 //! or a `5xx` is retried with doubling waits (100 ms, 200 ms, ...) while the
 //! next attempt still fits in `budget`; any other answer fails the event at
-//! once. A failed event is logged by the host and dropped.
+//! once, and so does a request the host refused (the URL's origin is not in
+//! `allowed_hosts`: asking again cannot change that). A failed event is
+//! logged by the host and dropped.
 //!
 //! Config (the event table's `config`):
 //!
@@ -70,7 +72,10 @@ impl Guest for EventsWebhook {
                 Ok(status) if (200..300).contains(&status) => return Ok(()),
                 Ok(status) if status == 429 || status >= 500 => format!("answered {status}"),
                 Ok(status) => return Err(format!("POST {} answered {status}", settings.url)),
-                Err(why) => why,
+                Err(Failure::Final(why)) => {
+                    return Err(format!("POST {}: {why} (not retried)", settings.url));
+                }
+                Err(Failure::Transient(why)) => why,
             };
             attempt += 1;
             let next_end = started.elapsed() + wait + settings.timeout;
@@ -144,7 +149,32 @@ fn settings() -> Result<Settings, String> {
     })
 }
 
-async fn post(settings: &Settings, body: Vec<u8>) -> Result<u16, String> {
+/// Why an attempt failed.
+enum Failure {
+    /// Another attempt may succeed (connection refused, timeout, reset).
+    Transient(String),
+    /// Another attempt would fail the same way: the host refused the request.
+    Final(String),
+}
+
+/// Sorts a failed request. The host refuses a request to an origin outside
+/// `allowed_hosts` with `internal-error("request to ORIGIN denied: ...")`
+/// (the standard `HTTP-request-denied` carries no text to name the origin),
+/// and another host may use the standard code: both are final.
+fn failure(error: wstd::http::Error) -> Failure {
+    use wstd::http::ErrorCode;
+    match error.downcast_ref::<ErrorCode>() {
+        Some(ErrorCode::HttpRequestDenied) => Failure::Final("request denied by the host".into()),
+        Some(ErrorCode::InternalError(Some(why)))
+            if why.starts_with("request to ") && why.contains(" denied: ") =>
+        {
+            Failure::Final(why.clone())
+        }
+        _ => Failure::Transient(format!("{error:?}")),
+    }
+}
+
+async fn post(settings: &Settings, body: Vec<u8>) -> Result<u16, Failure> {
     use wstd::http::{Body, Client, Request};
     // A Content-Length rather than a chunked body: simple services expect it.
     let mut request = Request::post(&settings.url)
@@ -153,12 +183,14 @@ async fn post(settings: &Settings, body: Vec<u8>) -> Result<u16, String> {
     for (name, value) in &settings.headers {
         request = request.header(name.as_str(), value.as_str());
     }
-    let request = request.body(Body::from(body)).map_err(|e| e.to_string())?;
+    let request = request
+        .body(Body::from(body))
+        .map_err(|e| Failure::Final(e.to_string()))?;
     let mut client = Client::new();
     client.set_connect_timeout(settings.timeout);
     client.set_first_byte_timeout(settings.timeout);
     client.set_between_bytes_timeout(settings.timeout);
-    let mut response = client.send(request).await.map_err(|e| format!("{e:?}"))?;
+    let mut response = client.send(request).await.map_err(failure)?;
     // Read the answer so the connection ends cleanly; its content is ignored.
     let _ = response.body_mut().contents().await;
     Ok(response.status().as_u16())

@@ -1,11 +1,19 @@
-// storage-dir: a storage plugin in C. Serves a directory the site grants it
-// (a WASI preopen) as `/`, through plain POSIX calls that wasi-libc turns into
-// WASI filesystem calls, and moves file data through the portable chunked
-// path (the `reader` and `writer` resources).
+// storage-dir: a storage plugin in C (contract 0.2). Serves a directory the
+// site grants it (a WASI preopen) as `/`, through plain POSIX calls that
+// wasi-libc turns into WASI filesystem calls, moves file data through the
+// portable chunked path (the `reader` and `writer` resources) and lists
+// directories a page at a time (the `dir-lister` resource).
 //
 // Configuration (the site's `storage.config`, read through wasi:config/store):
 //
-//   root   guest path of the granted directory to serve (default "/")
+//   root             guest path of the granted directory to serve (default "/")
+//   root_attribute   optional: the name of an account attribute (from the auth
+//                    plugin) holding a directory, relative to `root`, that
+//                    becomes the session's `/`; created on first login; a
+//                    session whose account lacks it is refused
+//
+// Each login opens its own session (`open-session`) with the account's facts;
+// the session remembers its root.
 //
 // Bindings come from `wit-bindgen c` (storage_plugin.h); see build.sh.
 
@@ -35,6 +43,17 @@ struct exports_wasmftpd_plugin_storage_writer_t {
   int fd;
   uint64_t position;
 };
+
+struct exports_wasmftpd_plugin_storage_session_t {
+  // The served directory's guest path without a trailing slash ("" for "/").
+  char *root;
+};
+
+struct exports_wasmftpd_plugin_storage_dir_lister_t {
+  DIR *dir;
+};
+
+typedef exports_wasmftpd_plugin_storage_session_t session_t;
 
 // ---- errors ---------------------------------------------------------------
 
@@ -76,71 +95,158 @@ static bool fail_errno(plugin_error_t *err, int e) {
 
 // ---- configuration and paths ------------------------------------------------
 
-// The served directory's guest path without a trailing slash ("" for "/"),
-// read from the config on first use: one instance serves one session.
-static char *root_prefix = NULL;
+static bool misconfigured(plugin_error_t *err) {
+  return fail(err, WASMFTPD_PLUGIN_TYPES_ERROR_CODE_UNAVAILABLE, "storage misconfigured; see the server log");
+}
 
-static bool load_root(plugin_error_t *err) {
-  if (root_prefix) return true;
+// A config value as a NUL-terminated string (caller frees), NULL when the key
+// is absent. Fails (and returns false) when the config cannot be read.
+static bool config_get(const char *name, char **out, plugin_error_t *err) {
   storage_plugin_string_t key;
-  storage_plugin_string_set(&key, "root");
+  storage_plugin_string_set(&key, name);
   storage_plugin_option_string_t value;
   wasi_config_store_error_t config_err;
+  *out = NULL;
   if (!wasi_config_store_get(&key, &value, &config_err)) {
     wasi_config_store_error_free(&config_err);
-    fprintf(stderr, "storage-dir: cannot read config key root\n");
-    return fail(err, WASMFTPD_PLUGIN_TYPES_ERROR_CODE_UNAVAILABLE, "storage misconfigured; see the server log");
+    fprintf(stderr, "storage-dir: cannot read config key %s\n", name);
+    return misconfigured(err);
   }
-  size_t len = value.is_some ? value.val.len : 0;
-  char *prefix = malloc(len + 1);
-  if (!prefix) return fail(err, WASMFTPD_PLUGIN_TYPES_ERROR_CODE_IO, "out of memory");
-  if (len) memcpy(prefix, value.val.ptr, len);
-  prefix[len] = '\0';
+  if (!value.is_some) return true;
+  char *text = malloc(value.val.len + 1);
+  if (!text) {
+    storage_plugin_option_string_free(&value);
+    return fail(err, WASMFTPD_PLUGIN_TYPES_ERROR_CODE_IO, "out of memory");
+  }
+  memcpy(text, value.val.ptr, value.val.len);
+  text[value.val.len] = '\0';
   storage_plugin_option_string_free(&value);
-  while (len > 0 && prefix[len - 1] == '/') prefix[--len] = '\0';
-  struct stat st;
-  if (stat(len ? prefix : "/", &st) != 0 || !S_ISDIR(st.st_mode)) {
-    fprintf(stderr, "storage-dir: no granted directory is named \"%s\" (config key root)\n", len ? prefix : "/");
-    free(prefix);
-    return fail(err, WASMFTPD_PLUGIN_TYPES_ERROR_CODE_UNAVAILABLE, "storage misconfigured; see the server log");
-  }
-  root_prefix = prefix;
+  *out = text;
   return true;
 }
 
-// Turns a virtual path into a NUL-terminated guest path (caller frees), or
-// fails. The host has normalized the path already; anything odd is refused,
-// not repaired.
-static char *guest_path(const storage_plugin_string_t *path, plugin_error_t *err) {
-  if (!load_root(err)) return NULL;
+static bool is_directory(const char *path) {
+  struct stat st;
+  return stat(*path ? path : "/", &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+// Whether `sub` is a relative directory path of plain segments ("a/b", not
+// "", "/", "..", "a//b" or one with a NUL).
+static bool plain_relative(const storage_plugin_string_t *sub) {
+  size_t n = sub->len, seg = 0;
+  if (n == 0) return false;
+  for (size_t i = 0; i <= n; i++) {
+    if (i == n || sub->ptr[i] == '/') {
+      const uint8_t *s = sub->ptr + i - seg;
+      if (seg == 0 || (seg == 1 && s[0] == '.') || (seg == 2 && s[0] == '.' && s[1] == '.')) return false;
+      seg = 0;
+    } else if (sub->ptr[i] == '\0') {
+      return false;
+    } else {
+      seg++;
+    }
+  }
+  return true;
+}
+
+// The account's directory under `base`: base + "/" + sub, each level created
+// when missing. Caller frees.
+static char *user_root(const char *base, const storage_plugin_string_t *sub, plugin_error_t *err) {
+  size_t base_len = strlen(base);
+  char *root = malloc(base_len + 1 + sub->len + 1);
+  if (!root) {
+    fail(err, WASMFTPD_PLUGIN_TYPES_ERROR_CODE_IO, "out of memory");
+    return NULL;
+  }
+  memcpy(root, base, base_len);
+  root[base_len] = '/';
+  memcpy(root + base_len + 1, sub->ptr, sub->len);
+  root[base_len + 1 + sub->len] = '\0';
+  // mkdir each level: a new user's root may be several levels deep.
+  for (char *slash = root + base_len + 1;; slash++) {
+    if (*slash != '/' && *slash != '\0') continue;
+    char saved = *slash;
+    *slash = '\0';
+    if (mkdir(root, 0755) != 0 && errno != EEXIST) {
+      int e = errno;
+      fprintf(stderr, "storage-dir: cannot create the account's root %s: %s\n", root, strerror(e));
+      free(root);
+      fail_errno(err, e);
+      return NULL;
+    }
+    *slash = saved;
+    if (saved == '\0') break;
+  }
+  return root;
+}
+
+// The root of a new session: `root`, then the account's `root_attribute`.
+static char *session_root(const exports_wasmftpd_plugin_storage_session_facts_t *facts, plugin_error_t *err) {
+  char *base, *attribute;
+  if (!config_get("root", &base, err)) return NULL;
+  if (!base && !(base = strdup(""))) {
+    fail(err, WASMFTPD_PLUGIN_TYPES_ERROR_CODE_IO, "out of memory");
+    return NULL;
+  }
+  size_t len = strlen(base);
+  while (len > 0 && base[len - 1] == '/') base[--len] = '\0';
+  if (!is_directory(base)) {
+    fprintf(stderr, "storage-dir: no granted directory is named \"%s\" (config key root)\n", len ? base : "/");
+    free(base);
+    misconfigured(err);
+    return NULL;
+  }
+  if (!config_get("root_attribute", &attribute, err)) {
+    free(base);
+    return NULL;
+  }
+  if (!attribute) return base;
+
+  const storage_plugin_string_t *sub = NULL;
+  for (size_t i = 0; i < facts->attributes.len; i++) {
+    const storage_plugin_string_t *k = &facts->attributes.ptr[i].f0;
+    if (k->len == strlen(attribute) && memcmp(k->ptr, attribute, k->len) == 0) {
+      sub = &facts->attributes.ptr[i].f1;
+      break;
+    }
+  }
+  char *root = NULL;
+  if (!sub || !plain_relative(sub)) {
+    fprintf(stderr, "storage-dir: account %.*s has no usable `%s` attribute (config key root_attribute)\n",
+            (int)facts->user.len, (const char *)facts->user.ptr, attribute);
+    fail(err, WASMFTPD_PLUGIN_TYPES_ERROR_CODE_PERMISSION_DENIED, "this account has no storage root");
+  } else {
+    root = user_root(base, sub, err);
+  }
+  free(base);
+  free(attribute);
+  return root;
+}
+
+// Turns a virtual path into a NUL-terminated guest path under the session's
+// root (caller frees), or fails. The host has normalized the path already;
+// anything odd is refused, not repaired.
+static char *guest_path(const session_t *session, const storage_plugin_string_t *path, plugin_error_t *err) {
   const uint8_t *p = path->ptr;
   size_t n = path->len;
   if (n == 0 || p[0] != '/') {
     fail(err, WASMFTPD_PLUGIN_TYPES_ERROR_CODE_INVALID_NAME, "path must be absolute");
     return NULL;
   }
-  // Each segment between slashes must be non-empty and not "." or "..".
-  for (size_t start = 1; n > 1 && start <= n; ) {
-    size_t end = start;
-    while (end < n && p[end] != '/') {
-      if (p[end] == '\0') end = n + 1;  // NUL inside: force the error below
-      else end++;
-    }
-    size_t seg = end - start;
-    if (end > n || seg == 0 || (seg == 1 && p[start] == '.') ||
-        (seg == 2 && p[start] == '.' && p[start + 1] == '.')) {
+  if (n > 1) {
+    storage_plugin_string_t rest = {(uint8_t *)p + 1, n - 1};
+    if (!plain_relative(&rest)) {
       fail(err, WASMFTPD_PLUGIN_TYPES_ERROR_CODE_INVALID_NAME, "path is not normalized");
       return NULL;
     }
-    start = end + 1;
   }
-  size_t root_len = strlen(root_prefix);
+  size_t root_len = strlen(session->root);
   char *out = malloc(root_len + n + 1);
   if (!out) {
     fail(err, WASMFTPD_PLUGIN_TYPES_ERROR_CODE_IO, "out of memory");
     return NULL;
   }
-  memcpy(out, root_prefix, root_len);
+  memcpy(out, session->root, root_len);
   memcpy(out + root_len, p, n);
   out[root_len + n] = '\0';
   if (root_len && n == 1) out[root_len] = '\0';  // "/" is the root itself
@@ -162,8 +268,25 @@ static void fill_metadata(const struct stat *st, plugin_metadata_t *m) {
 
 // ---- the storage interface --------------------------------------------------
 
-bool exports_wasmftpd_plugin_storage_stat(storage_plugin_string_t *path, plugin_metadata_t *ret, plugin_error_t *err) {
-  char *p = guest_path(path, err);
+bool exports_wasmftpd_plugin_storage_open_session(exports_wasmftpd_plugin_storage_session_facts_t *facts,
+                                                  exports_wasmftpd_plugin_storage_own_session_t *ret,
+                                                  plugin_error_t *err) {
+  char *root = session_root(facts, err);
+  exports_wasmftpd_plugin_storage_session_facts_free(facts);
+  if (!root) return false;
+  session_t *session = malloc(sizeof *session);
+  if (!session) {
+    free(root);
+    return fail(err, WASMFTPD_PLUGIN_TYPES_ERROR_CODE_IO, "out of memory");
+  }
+  session->root = root;
+  *ret = exports_wasmftpd_plugin_storage_session_new(session);
+  return true;
+}
+
+bool exports_wasmftpd_plugin_storage_method_session_stat(exports_wasmftpd_plugin_storage_borrow_session_t self,
+    storage_plugin_string_t *path, plugin_metadata_t *ret, plugin_error_t *err) {
+  char *p = guest_path(self, path, err);
   storage_plugin_string_free(path);
   if (!p) return false;
   struct stat st;
@@ -175,56 +298,75 @@ bool exports_wasmftpd_plugin_storage_stat(storage_plugin_string_t *path, plugin_
   return true;
 }
 
-bool exports_wasmftpd_plugin_storage_list_dir(storage_plugin_string_t *path,
-                                              exports_wasmftpd_plugin_storage_list_dir_entry_t *ret,
-                                              plugin_error_t *err) {
-  char *p = guest_path(path, err);
+bool exports_wasmftpd_plugin_storage_method_session_list_dir(exports_wasmftpd_plugin_storage_borrow_session_t self,
+                                                             storage_plugin_string_t *path,
+                                                             exports_wasmftpd_plugin_storage_own_dir_lister_t *ret,
+                                                             plugin_error_t *err) {
+  char *p = guest_path(self, path, err);
   storage_plugin_string_free(path);
   if (!p) return false;
   DIR *dir = opendir(p);
   int e = errno;
   free(p);
   if (!dir) return fail_errno(err, e);
-
-  size_t len = 0, cap = 16;
-  exports_wasmftpd_plugin_storage_dir_entry_t *entries = malloc(cap * sizeof *entries);
-  if (!entries) {
+  exports_wasmftpd_plugin_storage_dir_lister_t *lister = malloc(sizeof *lister);
+  if (!lister) {
     closedir(dir);
     return fail(err, WASMFTPD_PLUGIN_TYPES_ERROR_CODE_IO, "out of memory");
   }
+  lister->dir = dir;
+  *ret = exports_wasmftpd_plugin_storage_dir_lister_new(lister);
+  return true;
+}
+
+// Up to `max` entries from where the last page ended: one readdir stream per
+// listing, so memory stays bounded by the page, whatever the directory holds.
+bool exports_wasmftpd_plugin_storage_method_dir_lister_next_page(exports_wasmftpd_plugin_storage_borrow_dir_lister_t self,
+                                                                uint32_t max,
+                                                                exports_wasmftpd_plugin_storage_list_dir_entry_t *ret,
+                                                                plugin_error_t *err) {
+  size_t len = 0, cap = max < 64 ? max : 64;
+  exports_wasmftpd_plugin_storage_dir_entry_t *entries = cap ? malloc(cap * sizeof *entries) : NULL;
+  if (cap && !entries) return fail(err, WASMFTPD_PLUGIN_TYPES_ERROR_CODE_IO, "out of memory");
+  int e = 0;
   struct dirent *d;
-  errno = 0;
-  while ((d = readdir(dir)) != NULL) {
+  while (len < max) {
+    errno = 0;
+    if ((d = readdir(self->dir)) == NULL) {
+      e = errno;
+      break;
+    }
     if (strcmp(d->d_name, ".") == 0 || strcmp(d->d_name, "..") == 0) continue;
     struct stat st;
     // Follow links, as `ls -l` users expect of a listing; skip what vanished.
-    if (fstatat(dirfd(dir), d->d_name, &st, 0) != 0) {
-      if (errno == ENOENT) { errno = 0; continue; }
+    if (fstatat(dirfd(self->dir), d->d_name, &st, 0) != 0) {
+      if (errno == ENOENT) continue;
       e = errno;
-      goto failed;
+      break;
     }
     if (len == cap) {
-      cap *= 2;
+      cap = cap * 2 < max ? cap * 2 : max;
       void *grown = realloc(entries, cap * sizeof *entries);
-      if (!grown) { e = ENOMEM; goto failed; }
+      if (!grown) { e = ENOMEM; break; }
       entries = grown;
     }
     storage_plugin_string_dup(&entries[len].name, d->d_name);
     fill_metadata(&st, &entries[len].metadata);
     len++;
-    errno = 0;
   }
-  if (errno != 0) { e = errno; goto failed; }
-  closedir(dir);
+  if (e != 0) {
+    for (size_t i = 0; i < len; i++) storage_plugin_string_free(&entries[i].name);
+    free(entries);
+    return fail_errno(err, e);
+  }
+  // An empty page (the end) needs no buffer.
+  if (len == 0) {
+    free(entries);
+    entries = NULL;
+  }
   ret->ptr = entries;
   ret->len = len;
   return true;
-
-failed:
-  for (size_t i = 0; i < len; i++) storage_plugin_string_free(&entries[i].name);
-  free(entries);
-  closedir(dir);
-  return fail_errno(err, e);
 }
 
 /* Transfers are of regular files only: on anything else, close fd and fail.
@@ -241,10 +383,11 @@ static bool require_regular_file(int fd, struct stat *st, plugin_error_t *err) {
   return fail(err, WASMFTPD_PLUGIN_TYPES_ERROR_CODE_PERMISSION_DENIED, "not a regular file");
 }
 
-bool exports_wasmftpd_plugin_storage_open_read(storage_plugin_string_t *path, uint64_t offset,
+bool exports_wasmftpd_plugin_storage_method_session_open_read(exports_wasmftpd_plugin_storage_borrow_session_t self,
+    storage_plugin_string_t *path, uint64_t offset,
                                                exports_wasmftpd_plugin_storage_read_source_t *ret,
                                                plugin_error_t *err) {
-  char *p = guest_path(path, err);
+  char *p = guest_path(self, path, err);
   storage_plugin_string_free(path);
   if (!p) return false;
   int fd = open(p, O_RDONLY);
@@ -265,11 +408,12 @@ bool exports_wasmftpd_plugin_storage_open_read(storage_plugin_string_t *path, ui
   return true;
 }
 
-bool exports_wasmftpd_plugin_storage_open_write(storage_plugin_string_t *path,
+bool exports_wasmftpd_plugin_storage_method_session_open_write(exports_wasmftpd_plugin_storage_borrow_session_t self,
+    storage_plugin_string_t *path,
                                                 exports_wasmftpd_plugin_storage_write_mode_t *mode,
                                                 exports_wasmftpd_plugin_storage_write_sink_t *ret,
                                                 plugin_error_t *err) {
-  char *p = guest_path(path, err);
+  char *p = guest_path(self, path, err);
   storage_plugin_string_free(path);
   if (!p) return false;
   int flags = O_WRONLY | O_CREAT;
@@ -297,8 +441,9 @@ bool exports_wasmftpd_plugin_storage_open_write(storage_plugin_string_t *path,
   return true;
 }
 
-bool exports_wasmftpd_plugin_storage_make_dir(storage_plugin_string_t *path, plugin_error_t *err) {
-  char *p = guest_path(path, err);
+bool exports_wasmftpd_plugin_storage_method_session_make_dir(exports_wasmftpd_plugin_storage_borrow_session_t self,
+    storage_plugin_string_t *path, plugin_error_t *err) {
+  char *p = guest_path(self, path, err);
   storage_plugin_string_free(path);
   if (!p) return false;
   int rc = mkdir(p, 0755);
@@ -307,8 +452,9 @@ bool exports_wasmftpd_plugin_storage_make_dir(storage_plugin_string_t *path, plu
   return rc == 0 ? true : fail_errno(err, e);
 }
 
-bool exports_wasmftpd_plugin_storage_remove_dir(storage_plugin_string_t *path, plugin_error_t *err) {
-  char *p = guest_path(path, err);
+bool exports_wasmftpd_plugin_storage_method_session_remove_dir(exports_wasmftpd_plugin_storage_borrow_session_t self,
+    storage_plugin_string_t *path, plugin_error_t *err) {
+  char *p = guest_path(self, path, err);
   storage_plugin_string_free(path);
   if (!p) return false;
   int rc = rmdir(p);
@@ -319,8 +465,9 @@ bool exports_wasmftpd_plugin_storage_remove_dir(storage_plugin_string_t *path, p
   return rc == 0 ? true : fail_errno(err, e);
 }
 
-bool exports_wasmftpd_plugin_storage_delete(storage_plugin_string_t *path, plugin_error_t *err) {
-  char *p = guest_path(path, err);
+bool exports_wasmftpd_plugin_storage_method_session_delete(exports_wasmftpd_plugin_storage_borrow_session_t self,
+    storage_plugin_string_t *path, plugin_error_t *err) {
+  char *p = guest_path(self, path, err);
   storage_plugin_string_free(path);
   if (!p) return false;
   struct stat st;
@@ -337,15 +484,16 @@ bool exports_wasmftpd_plugin_storage_delete(storage_plugin_string_t *path, plugi
   return rc == 0 ? true : fail_errno(err, e);
 }
 
-bool exports_wasmftpd_plugin_storage_rename(storage_plugin_string_t *source, storage_plugin_string_t *target,
+bool exports_wasmftpd_plugin_storage_method_session_rename(exports_wasmftpd_plugin_storage_borrow_session_t self,
+    storage_plugin_string_t *source, storage_plugin_string_t *target,
                                             plugin_error_t *err) {
-  char *from = guest_path(source, err);
+  char *from = guest_path(self, source, err);
   storage_plugin_string_free(source);
   if (!from) {
     storage_plugin_string_free(target);
     return false;
   }
-  char *to = guest_path(target, err);
+  char *to = guest_path(self, target, err);
   storage_plugin_string_free(target);
   if (!to) {
     free(from);
@@ -362,10 +510,11 @@ bool exports_wasmftpd_plugin_storage_rename(storage_plugin_string_t *source, sto
   return fail_errno(err, e);
 }
 
-bool exports_wasmftpd_plugin_storage_set_modified(storage_plugin_string_t *path,
+bool exports_wasmftpd_plugin_storage_method_session_set_modified(exports_wasmftpd_plugin_storage_borrow_session_t self,
+    storage_plugin_string_t *path,
                                                   exports_wasmftpd_plugin_storage_timestamp_t *time,
                                                   plugin_error_t *err) {
-  char *p = guest_path(path, err);
+  char *p = guest_path(self, path, err);
   storage_plugin_string_free(path);
   if (!p) return false;
   struct timespec times[2] = {
@@ -435,5 +584,15 @@ void exports_wasmftpd_plugin_storage_reader_destructor(exports_wasmftpd_plugin_s
 
 void exports_wasmftpd_plugin_storage_writer_destructor(exports_wasmftpd_plugin_storage_writer_t *rep) {
   close(rep->fd);
+  free(rep);
+}
+
+void exports_wasmftpd_plugin_storage_dir_lister_destructor(exports_wasmftpd_plugin_storage_dir_lister_t *rep) {
+  closedir(rep->dir);
+  free(rep);
+}
+
+void exports_wasmftpd_plugin_storage_session_destructor(exports_wasmftpd_plugin_storage_session_t *rep) {
+  free(rep->root);
   free(rep);
 }

@@ -1,23 +1,30 @@
-"""`storage-quota`: a storage plugin (componentize-py) serving a directory the
-site grants it, with an optional size quota and an optional read-only switch.
+"""`storage-quota`: a storage plugin (componentize-py, contract 0.2) serving a
+directory the site grants it, with per-user roots, quotas and an optional
+read-only switch.
 
 Configuration (the site's `storage.config`, read through `wasi:config/store`):
 
 | key | meaning |
 |---|---|
 | `root` | guest path of the granted directory to serve as `/` (default `/`) |
-| `quota` | most bytes the files under the root may hold, e.g. `500MiB`, `2GB`, `1048576` (default: no quota) |
+| `root_attribute` | optional: the name of an account attribute (from the auth plugin) holding a directory, relative to `root`, that becomes the session's `/`; created on first login; a session whose account lacks it is refused |
+| `quota` | most bytes the files under the session's root may hold, e.g. `500MiB`, `2GB`, `1048576`, for accounts without their own `quota-bytes` limit (default: no quota) |
 | `readonly` | `true` refuses every change with `permission-denied` |
+
+Each login opens its own session (`open-session`) with the account's facts:
+its root comes from `root_attribute`, its quota from the account's limits
+(`quota-bytes`, `quota-files`, set by the auth plugin), else from `quota`.
 
 Uploads move through the portable chunked path (a `writer` resource), so the
 plugin sees every byte and counts it against the quota. Downloads hand the host
 a `wasi:io` input stream of the file (`descriptor.read-via-stream`), so their
 bytes never pass through Python: faster, and it sidesteps componentize-py
 0.25.1 keeping every `bytes` an export returns (a chunked `reader` leaked each
-chunk until the instance ran out of memory, ~40 MiB into a download). The
-chunked reader remains for a `root` that is not itself a granted directory.
+chunk until the instance ran out of memory, ~40 MiB into a download).
+Listings are paged (`dir-lister`): a directory of any size is read a page at a
+time from one `os.scandir`.
 
-The quota is counted per session: a session sums the tree on its first write
+The quota is counted per session: a session sums its tree on its first write
 and then adds what it writes, so concurrent sessions may overshoot it by what
 they write at the same time. It is a guard against filling a disk, not
 accounting.
@@ -31,7 +38,6 @@ import sys
 from componentize_py_types import Err
 from wit_world import exports
 from wit_world.exports.storage import (
-    ReadSource_Chunks,
     ReadSource_Stream,
     WriteMode_Append,
     WriteMode_Offset,
@@ -48,9 +54,6 @@ from wit_world.imports.wasmftpd_plugin_types import (
     Metadata,
     Timestamp,
 )
-
-# Bounds the memory one read call may use, whatever the host asks for.
-_MAX_CHUNK = 1 << 20
 
 _ERRNO_CODES = {
     errno.ENOENT: ErrorCode.NOT_FOUND,
@@ -122,62 +125,44 @@ def _parse_size(text):
     return int(number) * _UNITS[unit]
 
 
-class _Settings:
-    """What a session learns from its config on first use."""
+def _config():
+    """The storage config, read once per session."""
 
-    def __init__(self):
-        def get(key):
-            try:
-                return store.get(key)
-            except Err as e:
-                raise _misconfigured(f"cannot read config key {key}: {e.value}") from None
-
-        self.root = (get("root") or "/").rstrip("/")
-        quota = get("quota")
+    def get(key):
         try:
-            self.quota = None if quota is None else _parse_size(quota)
-        except ValueError:
-            raise _misconfigured(f"config key quota: {quota!r} is not a size") from None
-        self.readonly = (get("readonly") or "false").strip().lower() == "true"
-        if not os.path.isdir(self.root or "/"):
-            raise _misconfigured(f"no granted directory is named {self.root or '/'!r} (config key root)")
-        # Bytes in use under the root, summed on the first write.
-        self.used = None
-        # The granted directory named exactly `root`, for streamed reads.
-        wanted = self.root or "/"
-        self.dir = next((d for d, name in preopens.get_directories() if name.rstrip("/") == self.root), None)
-        if self.dir is None and wanted != "/":
-            _log(f"{wanted!r} is not itself a granted directory; downloads use the slower chunked path")
+            return store.get(key)
+        except Err as e:
+            raise _misconfigured(f"cannot read config key {key}: {e.value}") from None
+
+    return get
 
 
-_settings = None
+def _user_root(base, sub, user):
+    """`base` + the attribute's relative directory, created if missing."""
+    parts = sub.strip("/").split("/")
+    if not sub.strip("/") or any(p in ("", ".", "..") or "\0" in p for p in parts):
+        _log(f"account {user}: root attribute {sub!r} is not a relative directory")
+        raise _fail(ErrorCode.PERMISSION_DENIED, "this account has no storage root")
+    root = (base + "/" + "/".join(parts)) if base else "/" + "/".join(parts)
+    try:
+        os.makedirs(root, exist_ok=True)
+    except OSError as e:
+        _log(f"account {user}: cannot create its root {root!r}: {e.strerror}")
+        raise _os_error(e) from None
+    return root
 
 
-def _session():
-    # Not at import time: componentize-py runs module code while building, long
-    # before a site's config and directories exist.
-    global _settings
-    if _settings is None:
-        _settings = _Settings()
-    return _settings
-
-
-def _host_path(path):
-    """The guest filesystem path of a virtual path. The host has normalized it;
-    anything odd is refused rather than repaired."""
-    if not path.startswith("/"):
-        raise _fail(ErrorCode.INVALID_NAME, "path must be absolute")
-    if path != "/" and any(seg in ("", ".", "..") or "\0" in seg for seg in path[1:].split("/")):
-        raise _fail(ErrorCode.INVALID_NAME, "path is not normalized")
-    root = _session().root
-    return (root + path) if path != "/" else (root or "/")
-
-
-def _writable():
-    s = _session()
-    if s.readonly:
-        raise _fail(ErrorCode.PERMISSION_DENIED, "this storage is read-only")
-    return s
+def _preopen(guest):
+    """The granted directory holding guest path `guest`, and the path relative
+    to it: for streamed reads through the WASI filesystem."""
+    best = None
+    for descriptor, name in preopens.get_directories():
+        name = name.rstrip("/")
+        if (guest == name or guest.startswith(name + "/")) and (best is None or len(name) > len(best[1])):
+            best = (descriptor, name)
+    if best is None:
+        return None, None
+    return best[0], guest[len(best[1]):].lstrip("/") or "."
 
 
 def _kind(mode):
@@ -190,81 +175,34 @@ def _kind(mode):
     return EntryKind.OTHER
 
 
-def _metadata(s):
+def _metadata(s, readonly):
     seconds, nanos = divmod(s.st_mtime_ns, 1_000_000_000)
     return Metadata(
         kind=_kind(s.st_mode),
         size=s.st_size,
         modified=Timestamp(seconds=seconds, nanoseconds=nanos),
-        readonly=_session().readonly,
+        readonly=readonly,
     )
 
 
 def _usage(top):
-    total = 0
-    for dirpath, _dirs, files in os.walk(top):
-        for name in files:
+    """(bytes, files) under `top`."""
+    total = files = 0
+    for dirpath, _dirs, names in os.walk(top):
+        for name in names:
             try:
                 total += os.stat(os.path.join(dirpath, name), follow_symlinks=False).st_size
+                files += 1
             except OSError:
                 pass  # removed while we walked
-    return total
+    return total, files
 
 
-class Reader(exports.storage.Reader):
-    def __init__(self, file):
-        self._file = file
-
-    def read(self, max):
-        try:
-            return self._file.read(min(max, _MAX_CHUNK))
-        except OSError as e:
-            raise _os_error(e) from None
-
-    def __del__(self):
-        self._file.close()
-
-
-class Writer(exports.storage.Writer):
-    def __init__(self, file, end):
-        self._file = file
-        # The file's size as far as this writer knows: only bytes past it count
-        # against the quota.
-        self._end = end
-
-    def write(self, data):
-        s = _session()
-        position = self._file.tell()
-        growth = max(0, position + len(data) - self._end)
-        if s.quota is not None and s.used is not None and s.used + growth > s.quota:
-            raise _fail(ErrorCode.NO_SPACE, "quota exceeded")
-        view = memoryview(data)
-        try:
-            # An unbuffered file may take part of the data per call.
-            while view:
-                view = view[self._file.write(view):]
-        except OSError as e:
-            raise _os_error(e) from None
-        if s.used is not None:
-            s.used += growth
-        self._end += growth
-
-    def finish(self):
-        try:
-            self._file.flush()
-        except OSError as e:
-            raise _os_error(e) from None
-
-    def __del__(self):
-        try:
-            self._file.close()
-        except OSError:
-            pass  # what could be written is written; nobody is left to tell
-
-
-def _stream(root, _checked, path, offset):
+def _stream(guest, offset):
     """A read-source that is the file's own WASI stream."""
-    rel = path[1:] or "."
+    root, rel = _preopen(guest)
+    if root is None:
+        raise _fail(ErrorCode.NOT_FOUND)
     try:
         file = root.open_at(fs.PathFlags.SYMLINK_FOLLOW, rel, fs.OpenFlags(0), fs.DescriptorFlags.READ)
         kind = file.get_type()
@@ -281,62 +219,153 @@ def _stream(root, _checked, path, offset):
         raise
 
 
-class Storage(exports.Storage):
+class Writer(exports.storage.Writer):
+    def __init__(self, session, file, end):
+        self._session = session
+        self._file = file
+        # The file's size as far as this writer knows: only bytes past it count
+        # against the quota.
+        self._end = end
+
+    def write(self, data):
+        s = self._session
+        position = self._file.tell()
+        growth = max(0, position + len(data) - self._end)
+        if s.quota_bytes is not None and s.used + growth > s.quota_bytes:
+            raise _fail(ErrorCode.NO_SPACE, "quota exceeded")
+        view = memoryview(data)
+        try:
+            # An unbuffered file may take part of the data per call.
+            while view:
+                view = view[self._file.write(view):]
+        except OSError as e:
+            raise _os_error(e) from None
+        s.used += growth
+        self._end += growth
+
+    def finish(self):
+        try:
+            self._file.flush()
+        except OSError as e:
+            raise _os_error(e) from None
+
+    def __del__(self):
+        try:
+            self._file.close()
+        except OSError:
+            pass  # what could be written is written; nobody is left to tell
+
+
+class DirLister(exports.storage.DirLister):
+    """One directory read a page at a time from a single scandir."""
+
+    def __init__(self, entries, readonly):
+        self._entries = entries
+        self._readonly = readonly
+
+    def next_page(self, max):
+        page = []
+        try:
+            while len(page) < max:
+                entry = next(self._entries, None)
+                if entry is None:
+                    self._entries.close()
+                    break
+                try:
+                    page.append(DirEntry(name=entry.name, metadata=_metadata(entry.stat(), self._readonly)))
+                except FileNotFoundError:
+                    pass  # removed between readdir and stat, or a dangling link
+        except OSError as e:
+            raise _os_error(e) from None
+        return page
+
+    def __del__(self):
+        self._entries.close()
+
+
+class Session(exports.storage.Session):
+    """One login's storage: its root, its quota and what it has used."""
+
+    def __init__(self, facts):
+        get = _config()
+        base = (get("root") or "/").rstrip("/")
+        if not os.path.isdir(base or "/"):
+            raise _misconfigured(f"no granted directory is named {base or '/'!r} (config key root)")
+        attribute = get("root_attribute")
+        if attribute:
+            sub = dict(facts.attributes).get(attribute)
+            if sub is None:
+                _log(f"account {facts.user} has no {attribute!r} attribute (config key root_attribute)")
+                raise _fail(ErrorCode.PERMISSION_DENIED, "this account has no storage root")
+            base = _user_root(base, sub, facts.user)
+        # Without a trailing slash; "" is the guest's "/".
+        self.root = base
+        quota = get("quota")
+        try:
+            default_quota = None if quota is None else _parse_size(quota)
+        except ValueError:
+            raise _misconfigured(f"config key quota: {quota!r} is not a size") from None
+        # The account's own limits (from the auth plugin) come first.
+        limits = facts.limits
+        self.quota_bytes = limits.quota_bytes if limits.quota_bytes is not None else default_quota
+        self.quota_files = limits.quota_files
+        self.readonly = (get("readonly") or "false").strip().lower() == "true"
+        # Bytes and files in use under the root, summed on the first write.
+        self.used = self.files = None
+
+    def _path(self, path):
+        """The guest filesystem path of a virtual path. The host has normalized
+        it; anything odd is refused rather than repaired."""
+        if not path.startswith("/"):
+            raise _fail(ErrorCode.INVALID_NAME, "path must be absolute")
+        if path != "/" and any(seg in ("", ".", "..") or "\0" in seg for seg in path[1:].split("/")):
+            raise _fail(ErrorCode.INVALID_NAME, "path is not normalized")
+        return (self.root + path) if path != "/" else (self.root or "/")
+
+    def _writable(self):
+        if self.readonly:
+            raise _fail(ErrorCode.PERMISSION_DENIED, "this storage is read-only")
+
+    def _count(self):
+        """Sums the tree once, when a quota needs it."""
+        if self.used is None:
+            if self.quota_bytes is None and self.quota_files is None:
+                self.used = self.files = 0
+            else:
+                self.used, self.files = _usage(self.root or "/")
+
     def stat(self, path):
         try:
-            return _metadata(os.stat(_host_path(path)))
+            return _metadata(os.stat(self._path(path)), self.readonly)
         except OSError as e:
             raise _os_error(e) from None
 
     def list_dir(self, path):
-        entries = []
         try:
-            with os.scandir(_host_path(path)) as it:
-                for entry in it:
-                    try:
-                        entries.append(DirEntry(name=entry.name, metadata=_metadata(entry.stat())))
-                    except FileNotFoundError:
-                        pass  # removed between readdir and stat, or a dangling link
+            return DirLister(os.scandir(self._path(path)), self.readonly)
         except OSError as e:
             raise _os_error(e) from None
-        return entries
 
     def open_read(self, path, offset):
-        root = _session().dir
-        if root is not None:
-            return _stream(root, _host_path(path), path, offset)
-        try:
-            file = open(_host_path(path), "rb", buffering=0)
-        except OSError as e:
-            raise _os_error(e) from None
-        try:
-            if st.S_ISDIR(os.fstat(file.fileno()).st_mode):
-                raise _fail(ErrorCode.IS_A_DIRECTORY)
-            file.seek(offset)
-        except OSError as e:
-            file.close()
-            raise _os_error(e) from None
-        except Err:
-            file.close()
-            raise
-        return ReadSource_Chunks(Reader(file))
+        return _stream(self._path(path), offset)
 
     def open_write(self, path, mode):
-        s = _writable()
-        target = _host_path(path)
+        self._writable()
+        target = self._path(path)
         try:
             if os.path.isdir(target):
                 raise _fail(ErrorCode.IS_A_DIRECTORY)
-            if s.used is None and s.quota is not None:
-                s.used = _usage(s.root or "/")
+            self._count()
             try:
                 old = os.stat(target).st_size
+                new = False
             except FileNotFoundError:
-                old = 0
+                old, new = 0, True
+            if new and self.quota_files is not None and self.files >= self.quota_files:
+                raise _fail(ErrorCode.NO_SPACE, "file quota exceeded")
             if isinstance(mode, WriteMode_Truncate):
                 file = open(target, "wb", buffering=0)
-                if s.used is not None:
-                    s.used = max(0, s.used - old)
+                self.used = max(0, self.used - old)
                 end = 0
             elif isinstance(mode, WriteMode_Append):
                 file = open(target, "ab", buffering=0)
@@ -350,25 +379,27 @@ class Storage(exports.Storage):
                 raise _fail(ErrorCode.UNSUPPORTED, "unknown write mode")
         except OSError as e:
             raise _os_error(e) from None
-        return WriteSink_Chunks(Writer(file, end))
+        if new:
+            self.files += 1
+        return WriteSink_Chunks(Writer(self, file, end))
 
     def make_dir(self, path):
-        _writable()
+        self._writable()
         try:
-            os.mkdir(_host_path(path))
+            os.mkdir(self._path(path))
         except OSError as e:
             raise _os_error(e) from None
 
     def remove_dir(self, path):
-        _writable()
+        self._writable()
         try:
-            os.rmdir(_host_path(path))
+            os.rmdir(self._path(path))
         except OSError as e:
             raise _os_error(e) from None
 
     def delete(self, path):
-        s = _writable()
-        target = _host_path(path)
+        self._writable()
+        target = self._path(path)
         try:
             size = os.stat(target, follow_symlinks=False)
             if st.S_ISDIR(size.st_mode):
@@ -376,13 +407,14 @@ class Storage(exports.Storage):
             os.unlink(target)
         except OSError as e:
             raise _os_error(e) from None
-        if s.used is not None:
-            s.used = max(0, s.used - size.st_size)
+        if self.used is not None:
+            self.used = max(0, self.used - size.st_size)
+            self.files = max(0, self.files - 1)
 
     def rename(self, source, target):
-        _writable()
+        self._writable()
         try:
-            os.replace(_host_path(source), _host_path(target))
+            os.replace(self._path(source), self._path(target))
         except OSError as e:
             # Renaming onto a directory that exists is refused as a name clash.
             if e.errno in (errno.EEXIST, errno.ENOTEMPTY, errno.EISDIR):
@@ -390,12 +422,19 @@ class Storage(exports.Storage):
             raise _os_error(e) from None
 
     def set_modified(self, path, time):
-        _writable()
+        self._writable()
         if time.seconds < 0:
             raise _fail(ErrorCode.UNSUPPORTED, "times before 1970 are not supported")
-        target = _host_path(path)
+        target = self._path(path)
         try:
             atime = os.stat(target).st_atime_ns
             os.utime(target, ns=(atime, time.seconds * 1_000_000_000 + time.nanoseconds))
         except OSError as e:
             raise _os_error(e) from None
+
+
+class Storage(exports.Storage):
+    def open_session(self, facts):
+        # Not at import time: componentize-py runs module code while building,
+        # long before a site's config and directories exist.
+        return Session(facts)
