@@ -1,5 +1,6 @@
 """Resource bounds under attack, with the real binary (issue 14): connections
-that never log in are closed by `login_timeout` without stopping a real login;
+that never log in are closed by `login_timeout` without stopping a real login,
+and when they fill the server the oldest of them makes room for a new one;
 running out of open files pauses `accept` and logs once, and the server serves
 again afterwards; one session holds at most one passive listener."""
 
@@ -91,6 +92,98 @@ def test_idle_connections_are_closed_by_login_timeout_and_never_block_a_login(ma
     # And the server is fine afterwards.
     with server.ftp() as ftp:
         assert ftp.pwd() == "/"
+
+
+def idle_connections(server, count, sources):
+    """`count` connections that are greeted and then say nothing, spread over
+    the loopback source addresses `sources`, oldest first."""
+    socks = []
+    for i in range(count):
+        s = socket.create_connection(
+            (server.host, server.port), timeout=10, source_address=(sources[i % len(sources)], 0)
+        )
+        socks.append(s)
+        assert s.recv(64).startswith(b"220"), "greeting"
+    return socks
+
+
+def closed_with(sock, timeout=5):
+    """What the server sent before closing `sock`, or None if it stays open."""
+    sock.settimeout(timeout)
+    data = b""
+    try:
+        while True:
+            chunk = sock.recv(4096)
+            if not chunk:
+                return data
+            data += chunk
+    except socket.timeout:
+        return None
+    except ConnectionResetError:
+        return data
+
+
+def test_a_full_server_closes_the_oldest_connection_not_logged_in_default_limits(make_server):
+    # The defaults (max_connections 1000, 50 per address, login_timeout 60 s):
+    # 20 addresses fill the server with connections that never log in.
+    raise_own_file_limit(1300)
+    server = make_server()
+    (server.root / "f.txt").write_bytes(b"hello")
+    sources = [f"127.0.0.{i}" for i in range(2, 22)]
+    socks = idle_connections(server, 1000, sources)
+    try:
+        # One more from a full address is refused as before, closing nobody.
+        s = socket.create_connection((server.host, server.port), timeout=10, source_address=(sources[0], 0))
+        assert closed_with(s).startswith(b"421 too many connections from your address")
+        s.close()
+        # A real client logs in at once and downloads: the oldest idle
+        # connection made room for it.
+        t0 = time.monotonic()
+        with server.ftp() as ftp:
+            data = []
+            ftp.retrbinary("RETR f.txt", data.append)
+            assert b"".join(data) == b"hello"
+            took = time.monotonic() - t0
+            assert took < 2, f"a login beside a full server took {took:.2f} s"
+            assert closed_with(socks[0]).startswith(b"421 Server full")
+            # A second one: the next oldest goes, nobody else.
+            with server.ftp() as second:
+                assert second.pwd() == "/"
+            assert closed_with(socks[1]).startswith(b"421 Server full")
+            assert closed_with(socks[2], timeout=0.5) is None
+            assert closed_with(socks[-1], timeout=0.5) is None
+            assert ftp.voidcmd("NOOP").startswith("200")
+        print(f"login beside 1000 idle connections (server full): {took * 1000:.0f} ms")
+    finally:
+        for s in socks:
+            s.close()
+
+
+def test_logged_in_sessions_are_never_closed_to_make_room(make_server):
+    server = make_server(server_extra="max_connections = 4\n")
+    sessions = [server.ftp() for _ in range(3)]
+    rein = server.ftp()
+    try:
+        # REIN: the fourth is not logged in any more, so it makes room.
+        assert rein.sendcmd("REIN").startswith("220")
+        with server.ftp() as newcomer:
+            assert newcomer.pwd() == "/"
+            try:
+                rein.voidcmd("NOOP")
+                raise AssertionError("the logged-out session was not closed")
+            except (ftplib.error_temp, EOFError, ConnectionError) as e:
+                assert "Server full" in str(e) or isinstance(e, (EOFError, ConnectionError)), e
+            # Now all four are logged in: a fifth is refused, and every
+            # session goes on.
+            s = socket.create_connection((server.host, server.port), timeout=10)
+            assert closed_with(s).startswith(b"421 too many connections; try again later")
+            s.close()
+            for ftp in sessions + [newcomer]:
+                assert ftp.voidcmd("NOOP").startswith("200")
+        server.wait_for_log(r"closed to make room")
+    finally:
+        for ftp in sessions + [rein]:
+            ftp.close()
 
 
 def test_running_out_of_files_pauses_accept_logs_once_and_recovers(tmp_path):

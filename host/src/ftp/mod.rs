@@ -118,6 +118,9 @@ pub struct Connection {
     pub server_tls: Option<Arc<SiteTls>>,
     /// TLS from the first byte (implicit FTPS listener).
     pub implicit_tls: bool,
+    /// Its place among the connections that have not logged in: closed
+    /// first when the server is full.
+    pub login_watch: crate::server::limits::LoginWatch,
 }
 
 /// Tells sessions that the server is going away: once it fires, each session
@@ -205,6 +208,7 @@ async fn serve(conn: Connection) {
         conn.ops,
         conn.server_tls,
     );
+    session.login_watch = conn.login_watch;
     if conn.implicit_tls {
         // Implicit FTPS: the handshake comes first, even the greeting is
         // encrypted; the name the client asked for may pick the site.

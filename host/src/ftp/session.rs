@@ -20,6 +20,7 @@ use super::path;
 use super::reply::{ErrorContext, Reply, ReplyCode, storage_error};
 use super::{Closing, SessionSettings};
 use crate::backend::{Account, Permissions, Storage, StorageError};
+use crate::server::limits::LoginWatch;
 use crate::site::{Site, SiteDirectory, SiteTicket};
 use crate::tls::{self, DataTls, SiteTls, TlsPolicy};
 
@@ -123,6 +124,9 @@ pub struct Session {
     /// When the connection opened (or REIN logged it out): not logged in by
     /// this plus `login_timeout`, it is closed.
     pub login_clock: tokio::time::Instant,
+    /// Tells the server's connection limits when the session logs in or
+    /// out; until it logs in, a full server may close it to make room.
+    pub login_watch: LoginWatch,
 }
 
 /// The connection's security (RFC 2228, RFC 4217). Once the control
@@ -185,6 +189,7 @@ impl Session {
             server_tls,
             security: Security::default(),
             login_clock: tokio::time::Instant::now(),
+            login_watch: LoginWatch::detached(),
         }
     }
 
@@ -313,6 +318,7 @@ impl Session {
         self.mlst_facts = MlstFacts::default();
         self.kept_listener = None;
         self.login_clock = tokio::time::Instant::now();
+        self.login_watch.logged_out();
     }
 
     /// HOST (RFC 7151) chose `site`: a later `USER name@x` is a plain name.
@@ -330,6 +336,7 @@ impl Session {
     pub fn log_in(&mut self, site: Arc<Site>, user: LoggedIn) {
         self.site = Some(site);
         self.state = State::LoggedIn(Box::new(user));
+        self.login_watch.logged_in();
     }
 
     /// PASV/EPSV/PORT/EPRT: where the next transfer's data connection comes from.
@@ -557,6 +564,8 @@ enum Event {
     Idle,
     /// Not logged in within `login_timeout`.
     LoginTimeout,
+    /// Not logged in, and the server is full: this connection makes room.
+    MakeRoom,
     /// The kept passive listener's time is up.
     ListenerExpired,
     /// The server's shutdown grace period is over.
@@ -597,6 +606,9 @@ pub async fn run(mut session: Session, mut control: Control, mut closing: Closin
                         }
                     }
                     _ = closing.fired() => Event::ServerClosing,
+                    _ = session.login_watch.must_make_room(), if session.logged_in().is_none() => {
+                        Event::MakeRoom
+                    }
                 }
             }
         };
@@ -621,6 +633,14 @@ pub async fn run(mut session: Session, mut control: Control, mut closing: Closin
                 Reply::new(
                     ReplyCode::ServiceNotAvailable,
                     "Login timeout, closing control connection",
+                )
+                .and_close()
+            }
+            Event::MakeRoom => {
+                info!(peer = %session.peer, "closed to make room: server full, not logged in");
+                Reply::new(
+                    ReplyCode::ServiceNotAvailable,
+                    "Server full: closing the oldest connection that has not logged in",
                 )
                 .and_close()
             }

@@ -59,6 +59,7 @@ impl Server {
                     ops: crate::ops::Ops::detached(),
                     server_tls: None,
                     implicit_tls: false,
+                    login_watch: crate::server::limits::LoginWatch::detached(),
                 }));
             }
         });

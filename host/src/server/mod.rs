@@ -525,8 +525,8 @@ impl Admission {
             tokio::spawn(refuse(stream, client, why));
             return None;
         }
-        let slot = match self.limits.acquire(client.ip()) {
-            Ok(slot) => slot,
+        let (slot, login_watch) = match self.limits.acquire(client.ip()) {
+            Ok(place) => place,
             Err(why) => {
                 self.ops.metrics.refused(RefusedReason::too_many);
                 tokio::spawn(refuse(stream, client, why.to_string()));
@@ -547,6 +547,7 @@ impl Admission {
                 closing: self.closing,
                 server_tls: self.server_tls,
                 implicit_tls: self.implicit_tls,
+                login_watch,
             },
             _slot: slot,
             _open: open,
