@@ -21,7 +21,8 @@ step "cargo-deny 0.20.2"
 cargo_tool cargo-deny 0.20.2 cargo-deny
 
 # Where cargo-deny 0.20.2 keeps the default database: the directory name ends
-# in a hash of its URL (https://github.com/rustsec/advisory-db).
+# in a hash of its URL.
+url="https://github.com/RustSec/advisory-db"
 db="${CARGO_HOME:-$HOME/.cargo}/advisory-dbs/advisory-db-3157b0e258782691"
 
 checks=(licenses bans sources)
@@ -33,7 +34,17 @@ if [ -n "${WASMFTPD_ADVISORY_DB:-}" ]; then
   git clone -q "$WASMFTPD_ADVISORY_DB" "$db"
   advisories="checked against $WASMFTPD_ADVISORY_DB, last changed $(git -C "$db" log -1 --format=%cs)"
   checks+=(advisories)
-elif timeout 120 cargo deny --log-level error fetch db >/dev/null 2>&1; then
+  # Not left where a later run would fetch into it: cargo-deny updates an
+  # existing database from its `origin`, which would then be this copy.
+  trap 'rm -rf "$db"' EXIT
+elif
+  # A database cloned from anywhere but the real one (see above) is removed,
+  # so that a successful fetch means the database came from its home.
+  if [ -d "$db" ] && [ "$(git -C "$db" remote get-url origin 2>/dev/null)" != "$url" ]; then
+    rm -rf "$db"
+  fi
+  timeout 120 cargo deny --log-level error fetch db >/dev/null 2>&1
+then
   advisories="checked against the database fetched now, last changed $(git -C "$db" log -1 --format=%cs)"
   checks+=(advisories)
 else
