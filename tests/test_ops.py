@@ -16,6 +16,7 @@ import urllib.error
 import urllib.request
 
 import pytest
+from conftest import site_toml
 
 ADMIN = '[server.admin]\nlisten = "127.0.0.1:0"\n'
 
@@ -242,6 +243,117 @@ def test_xferlog_format_and_nothing_lost_at_shutdown(make_server, tmp_path):
 def test_bad_transfer_log_format_names_the_key(make_server, tmp_path):
     with pytest.raises(AssertionError, match="transfer_log_format"):
         make_server(f'transfer_log = "{tmp_path / "x.log"}"\ntransfer_log_format = "csv"\n')
+
+
+def site_client(server, host):
+    """A client of the site named by `host` (HOST before login)."""
+    client = server.ftp(user=None)
+    assert client.sendcmd(f"HOST {host}").startswith("220")
+    client.login("demo", "demo")
+    return client
+
+
+def test_transfer_log_per_site_reload_and_rotation(make_server, tmp_path):
+    server_log = tmp_path / "server.log"
+    a_log = tmp_path / "a.log"
+    b_log = tmp_path / "b.xferlog"
+    b_moved = tmp_path / "b-moved.xferlog"
+    users = {"demo": ("demo", "all")}
+    roots = {}
+    for name in "abc":
+        roots[name] = tmp_path / f"root-{name}"
+        roots[name].mkdir()
+
+    def sites(b_path):
+        return (
+            site_toml("a", users, roots["a"], f'host_names = ["a.test"]\ntransfer_log = "{a_log}"')
+            + site_toml(
+                "b",
+                users,
+                roots["b"],
+                f'host_names = ["b.test"]\ntransfer_log = "{b_path}"\ntransfer_log_format = "xferlog"',
+            )
+            + site_toml("c", users, roots["c"], 'host_names = ["c.test"]')
+        )
+
+    server = make_server(f'transfer_log = "{server_log}"\ndefault_site = "a"\n', sites=sites(b_log))
+    a = site_client(server, "a.test")
+    stor(a, "a1.bin", b"a" * 11)
+    assert retr(a, "a1.bin") == b"a" * 11
+    b = site_client(server, "b.test")
+    stor(b, "b1.bin", b"b" * 22)
+    b.delete("b1.bin")
+    c = site_client(server, "c.test")
+    c.mkd("cdir")
+    c.quit()
+
+    a_lines = [json.loads(line) for line in read_lines(a_log, 2)]
+    assert [(e["site"], e["action"], e["path"], e["bytes"]) for e in a_lines] == [
+        ("a", "upload", "/a1.bin", 11),
+        ("a", "download", "/a1.bin", 11),
+    ]
+    b_lines = read_lines(b_log, 2)
+    assert [(f[8], f[7], f[11]) for f in map(str.split, b_lines)] == [
+        ("/b1.bin", "22", "i"),
+        ("/b1.bin", "0", "d"),
+    ]
+    server_lines = [json.loads(line) for line in read_lines(server_log, 1)]
+    assert [(e["site"], e["action"], e["path"]) for e in server_lines] == [("c", "mkdir", "/cdir")]
+
+    # A reload moves b's log: b's next lines (also from a session opened
+    # before) go to the new file; a and the server's log are reopened in place.
+    config = server.config_path.read_text()
+    server.config_path.write_text(config.replace(str(b_log), str(b_moved)))
+    server.proc.send_signal(signal.SIGHUP)
+    server.wait_for_log(r'changed \["b"\]')
+    stor(b, "b2.bin", b"b" * 33)
+    b.quit()
+    assert [line.split()[8] for line in read_lines(b_moved, 1)] == ["/b2.bin"]
+
+    # logrotate on a's log: the lines before the signal stay in the old file.
+    rotated = tmp_path / "a.log.1"
+    a_log.rename(rotated)
+    server.proc.send_signal(signal.SIGHUP)
+    wait_until(a_log.exists, what="a's log reopened")
+    stor(a, "a2.bin", b"a" * 44)
+    a.quit()
+    assert json.loads(read_lines(a_log, 1)[0])["path"] == "/a2.bin"
+
+    # A reload that removes site b: nothing written to its log is lost.
+    b = site_client(server, "b.test")
+    for i in range(5):
+        stor(b, f"late{i}.bin", b"x")
+    head = config[: config.index("[site.a]")]
+    server.config_path.write_text(
+        head + site_toml("a", users, roots["a"], f'host_names = ["a.test"]\ntransfer_log = "{a_log}"')
+        + site_toml("c", users, roots["c"], 'host_names = ["c.test"]')
+    )
+    server.proc.send_signal(signal.SIGHUP)
+    server.wait_for_log(r'removed \["b"\]')
+    b.quit()
+    server.stop()
+    assert len(rotated.read_text().splitlines()) == 2
+    assert len(a_log.read_text().splitlines()) == 1
+    assert len(b_log.read_text().splitlines()) == 2
+    assert [line.split()[8] for line in b_moved.read_text().splitlines()] == [
+        "/b2.bin", *(f"/late{i}.bin" for i in range(5))
+    ]
+    assert len(server_log.read_text().splitlines()) == 1
+
+
+def test_site_transfer_log_errors_name_file_line_and_key(make_server, tmp_path):
+    root = tmp_path / "root"
+    root.mkdir(exist_ok=True)
+    users = {"demo": ("demo", "all")}
+    bad_format = site_toml("main", users, root, 'transfer_log = "x.log"\ntransfer_log_format = "csv"')
+    with pytest.raises(AssertionError, match=r"wasmftpd\.toml:\d+: key `site\.main\.transfer_log_format`"):
+        make_server(sites=bad_format)
+    no_file = site_toml("main", users, root, 'transfer_log_format = "json"')
+    with pytest.raises(AssertionError, match=r"key `site\.main\.transfer_log_format`: set transfer_log"):
+        make_server(sites=no_file)
+    unopenable = site_toml("main", users, root, f'transfer_log = "{tmp_path / "missing" / "x.log"}"')
+    with pytest.raises(AssertionError, match=r"wasmftpd\.toml:\d+: key `site\.main\.transfer_log`: cannot open"):
+        make_server(sites=unopenable)
 
 
 # ---- defender ----

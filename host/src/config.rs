@@ -18,7 +18,7 @@ use crate::ops::NetList;
 use crate::ops::ban::BanSettings;
 use crate::ops::nat::{Host, PassiveConfig};
 use crate::ops::proxy::ProxySettings;
-use crate::ops::transfer_log::Format as TransferLogFormat;
+use crate::ops::transfer_log::{Format as TransferLogFormat, Target as TransferLogTarget};
 use crate::plugin::{AllowedHost, Grant, GrantMode, PluginLimits, PluginSource, PluginSpec};
 
 /// A configuration error, located in a file.
@@ -74,8 +74,10 @@ pub struct Config {
     pub admin_listen: Option<SocketAddr>,
     /// `[server.ban]`.
     pub ban: BanSettings,
-    /// `transfer_log` and `transfer_log_format`.
-    pub transfer_log: Option<(PathBuf, TransferLogFormat)>,
+    /// `transfer_log` and `transfer_log_format`: for sites without their own.
+    pub transfer_log: Option<TransferLogTarget>,
+    /// The line of `server.transfer_log`, for errors opening it.
+    pub transfer_log_line: usize,
     /// PROXY protocol on the general listeners.
     pub proxy: ProxySettings,
     /// Passive addresses (NAT) for sites without their own.
@@ -106,6 +108,11 @@ pub struct SiteConfig {
     pub download_rate: Option<u64>,
     /// Passive addresses (NAT) for this site; empty: the server's.
     pub passive: PassiveConfig,
+    /// The site's own transfer log; `None`: the server's.
+    pub transfer_log: Option<TransferLogTarget>,
+    /// Where `transfer_log` is written (key and line), for errors opening it.
+    pub transfer_log_key: String,
+    pub transfer_log_line: usize,
     pub auth: PluginSpec,
     pub storage: PluginSpec,
     /// Event handlers (`[[site.NAME.events]]`), in configuration order.
@@ -124,6 +131,7 @@ impl SiteConfig {
         let mut other = other.clone();
         other.file.clone_from(&self.file);
         other.line = self.line;
+        other.transfer_log_line = self.transfer_log_line;
         *self == other
     }
 }
@@ -374,30 +382,17 @@ fn build(
     };
 
     let ban = ban_settings(at, server.ban)?;
-    let transfer_log = match (server.transfer_log, server.transfer_log_format) {
-        (None, None) => None,
-        (None, Some(format)) => {
-            return Err(at.error_at(
-                Some(format.span()),
-                "server.transfer_log_format",
-                "set transfer_log (the file) too",
-            ));
-        }
-        (Some(path), format) => {
-            let format = match format.as_ref().map(|f| f.get_ref().as_str()) {
-                None | Some("json") => TransferLogFormat::Json,
-                Some("xferlog") => TransferLogFormat::Xferlog,
-                Some(other) => {
-                    return Err(at.error_at(
-                        format.as_ref().map(|f| f.span()),
-                        "server.transfer_log_format",
-                        &format!("`{other}` is not \"json\" or \"xferlog\""),
-                    ));
-                }
-            };
-            Some((base.join(path), format))
-        }
-    };
+    let transfer_log_line = server
+        .transfer_log
+        .as_ref()
+        .map_or(0, |path| at.line_of(&path.span()));
+    let transfer_log = transfer_log_target(
+        at,
+        base,
+        "server.",
+        server.transfer_log,
+        server.transfer_log_format,
+    )?;
     let proxy = proxy_settings(at, "server.", server.proxy_protocol, server.trusted_proxies)?;
     let refresh = server
         .passive_address_refresh
@@ -434,6 +429,7 @@ fn build(
         admin_listen: server.admin.map(|a| a.listen),
         ban,
         transfer_log,
+        transfer_log_line,
         proxy,
         passive,
     })
@@ -547,6 +543,50 @@ fn passive_config(
     })
 }
 
+/// `transfer_log` and `transfer_log_format` (in `[server]` or a site; `prefix`
+/// names the table in errors). A path is relative to the file's directory.
+fn transfer_log_target(
+    at: &Locator,
+    base: &Path,
+    prefix: &str,
+    path: Option<Spanned<PathBuf>>,
+    format: Option<Spanned<String>>,
+) -> Result<Option<TransferLogTarget>, ConfigError> {
+    let format_key = format!("{prefix}transfer_log_format");
+    let Some(path) = path else {
+        return match format {
+            None => Ok(None),
+            Some(format) => Err(at.error_at(
+                Some(format.span()),
+                &format_key,
+                "set transfer_log (the file) too",
+            )),
+        };
+    };
+    if path.get_ref().as_os_str().is_empty() {
+        return Err(at.error_at(
+            Some(path.span()),
+            &format!("{prefix}transfer_log"),
+            "name a file",
+        ));
+    }
+    let format = match format.as_ref().map(|f| f.get_ref().as_str()) {
+        None | Some("json") => TransferLogFormat::Json,
+        Some("xferlog") => TransferLogFormat::Xferlog,
+        Some(other) => {
+            return Err(at.error_at(
+                format.as_ref().map(|f| f.span()),
+                &format_key,
+                &format!("`{other}` is not \"json\" or \"xferlog\""),
+            ));
+        }
+    };
+    Ok(Some(TransferLogTarget {
+        path: base.join(path.into_inner()),
+        format,
+    }))
+}
+
 /// "20MB/s", "512KiB/s" (the `/s` may be left out).
 fn rate(at: &Locator, key: &str, raw: Option<Spanned<String>>) -> Result<Option<u64>, ConfigError> {
     let Some(raw) = raw else {
@@ -603,6 +643,17 @@ fn build_site(
     }
     let upload_rate = rate(at, &key_of("upload_rate"), site.upload_rate)?;
     let download_rate = rate(at, &key_of("download_rate"), site.download_rate)?;
+    let transfer_log_line = site
+        .transfer_log
+        .as_ref()
+        .map_or(0, |path| at.line_of(&path.span()));
+    let transfer_log = transfer_log_target(
+        at,
+        base,
+        &key_prefix,
+        site.transfer_log,
+        site.transfer_log_format,
+    )?;
     let passive = passive_config(
         at,
         &key_prefix,
@@ -636,6 +687,9 @@ fn build_site(
         upload_rate,
         download_rate,
         passive,
+        transfer_log,
+        transfer_log_key: key_of("transfer_log"),
+        transfer_log_line,
         banner: site
             .banner
             .unwrap_or_else(|| format!("wasmftpd ready ({name})")),
@@ -989,7 +1043,7 @@ struct RawServer {
     passive_address_refresh: Option<HumanDuration>,
     admin: Option<RawAdmin>,
     ban: Option<RawBan>,
-    transfer_log: Option<PathBuf>,
+    transfer_log: Option<Spanned<PathBuf>>,
     transfer_log_format: Option<Spanned<String>>,
     proxy_protocol: Option<Spanned<bool>>,
     #[serde(default)]
@@ -1033,6 +1087,8 @@ struct RawSite {
     passive_address: Option<Spanned<String>>,
     #[serde(default)]
     passive_address_overrides: BTreeMap<String, Spanned<String>>,
+    transfer_log: Option<Spanned<PathBuf>>,
+    transfer_log_format: Option<Spanned<String>>,
     auth: Spanned<RawPlugin>,
     storage: Spanned<RawPlugin>,
     #[serde(default)]
@@ -1250,6 +1306,56 @@ memory_limit = "32MiB"
         let edited = parse_str(&MINIMAL.replace("[site.main]", "[site.main]\nbanner = \"hi\""))
             .expect("valid");
         assert!(!a.configures_same(&edited.sites[0]));
+    }
+
+    #[test]
+    fn a_site_may_have_its_own_transfer_log() {
+        let config = parse_str(&MINIMAL.replace(
+            "[site.main]",
+            "[site.main]\ntransfer_log = \"logs/main.xferlog\"\ntransfer_log_format = \"xferlog\"",
+        ))
+        .expect("valid");
+        assert_eq!(config.transfer_log, None);
+        let site = &config.sites[0];
+        assert_eq!(
+            site.transfer_log,
+            Some(TransferLogTarget {
+                path: PathBuf::from("/nonexistent/logs/main.xferlog"),
+                format: TransferLogFormat::Xferlog,
+            })
+        );
+        assert_eq!(
+            (site.transfer_log_key.as_str(), site.transfer_log_line),
+            ("site.main.transfer_log", 7)
+        );
+        // Where the key is written does not make the site another one.
+        let moved = parse_str(&format!(
+            "# moved\n{}",
+            MINIMAL.replace("[site.main]", "[site.main]\ntransfer_log = \"logs/main.xferlog\"\ntransfer_log_format = \"xferlog\"")
+        ))
+        .expect("valid");
+        assert!(site.configures_same(&moved.sites[0]));
+
+        let err = parse_str(&MINIMAL.replace(
+            "[site.main]",
+            "[site.main]\ntransfer_log = \"x.log\"\ntransfer_log_format = \"csv\"",
+        ))
+        .expect_err("bad format");
+        assert_eq!(
+            (err.key.as_str(), err.line),
+            ("site.main.transfer_log_format", 8)
+        );
+        let err = parse_str(
+            &MINIMAL.replace("[site.main]", "[site.main]\ntransfer_log_format = \"json\""),
+        )
+        .expect_err("no file");
+        assert_eq!(
+            (err.key.as_str(), err.line),
+            ("site.main.transfer_log_format", 7)
+        );
+        let err = parse_str(&MINIMAL.replace("[server]", "[server]\ntransfer_log = \"\""))
+            .expect_err("empty");
+        assert_eq!((err.key.as_str(), err.line), ("server.transfer_log", 3));
     }
 
     #[test]

@@ -26,13 +26,15 @@ use crate::site::Site;
 /// against the client's address, and may get it banned (the reply then closes).
 pub fn command_done(session: &mut Session, verb: &str, reply: Reply) -> Reply {
     session.commands_seen = session.commands_seen.saturating_add(1);
+    let index = commands::index(verb);
     if reply.code != ReplyCode::FileStatusOk {
-        session
-            .ops
-            .metrics
-            .command(session.site_name(), verb, reply.code.number());
+        let code = reply.code.number();
+        match &session.site {
+            Some(site) => site.ops.metrics.command(index, code),
+            None => session.ops.metrics.command("", verb, code),
+        }
     }
-    if session.logged_in().is_none() && commands::lookup(verb).is_none() {
+    if index.is_none() && session.logged_in().is_none() {
         return abuse(session, Offence::InvalidCommand).unwrap_or(reply);
     }
     reply
@@ -75,13 +77,12 @@ pub fn session_closed(session: &Session) {
 
 /// A file operation finished (DELE, RNTO, MKD, RMD).
 pub fn file_op(session: &Session, action: Action, path: &str, target: Option<&str>, ok: bool) {
-    let log = &session.ops.transfer_log;
-    if !log.enabled() {
+    let Some(log) = session.ops.transfer_log.for_site(session.site_name()) else {
         return;
-    }
+    };
     let user = session.logged_in().map_or("", |u| u.account.user.as_str());
     let mut entry = Entry::now(session.site_name(), user, session.client_ip(), action, path);
-    entry.target = target.map(str::to_string);
+    entry.target = target;
     entry.ok = ok;
     log.write(&entry);
 }
@@ -129,7 +130,8 @@ pub struct TransferRecord {
     client: IpAddr,
     /// `None` for listings.
     direction: Option<Direction>,
-    verb: String,
+    /// The transfer command's row in the command table.
+    command: Option<usize>,
     path: String,
     binary: bool,
     started: Instant,
@@ -163,7 +165,7 @@ impl TransferRecord {
             user,
             client: session.client_ip(),
             direction,
-            verb: verb.to_string(),
+            command: commands::index(verb),
             path: path.to_string(),
             binary,
             started: Instant::now(),
@@ -180,9 +182,10 @@ impl TransferRecord {
         } else {
             TransferResult::failed
         };
-        self.ops
+        self.site
+            .ops
             .metrics
-            .command(&self.site.name, &self.verb, reply.code.number());
+            .command(self.command, reply.code.number());
         self.finish(result);
         reply
     }
@@ -198,8 +201,7 @@ impl TransferRecord {
             .ops
             .metrics
             .transfer(direction, result, bytes, took);
-        let log = &self.ops.transfer_log;
-        if log.enabled() {
+        if let Some(log) = self.ops.transfer_log.for_site(&self.site.name) {
             let action = match direction {
                 Direction::upload => Action::Upload,
                 Direction::download => Action::Download,
@@ -221,7 +223,7 @@ impl Drop for TransferRecord {
     fn drop(&mut self) {
         if !self.finished {
             // ABOR's reply for the transfer is 426.
-            self.ops.metrics.command(&self.site.name, &self.verb, 426);
+            self.site.ops.metrics.command(self.command, 426);
             self.finish(TransferResult::aborted);
         }
     }

@@ -14,7 +14,10 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+use arc_swap::ArcSwap;
 use std::time::{Duration, Instant};
 
 use tracing::{info, warn};
@@ -130,8 +133,13 @@ struct Tables {
 
 /// The defender; shared by every listener and session of a server.
 pub struct Defender {
-    settings: RwLock<Arc<BanSettings>>,
+    settings: ArcSwap<BanSettings>,
     tables: Mutex<Tables>,
+    /// When the last ban or account lock imposed so far ends, in nanoseconds
+    /// since `epoch`: until then a lookup is needed; after it nothing is
+    /// banned, and the check at every connect and login costs no lock.
+    bans_end: AtomicU64,
+    epoch: Instant,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -141,25 +149,35 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Defender {
     pub fn new(settings: BanSettings) -> Defender {
         Defender {
-            settings: RwLock::new(Arc::new(settings)),
+            settings: ArcSwap::from_pointee(settings),
             tables: Mutex::new(Tables::default()),
+            bans_end: AtomicU64::new(0),
+            epoch: Instant::now(),
         }
     }
 
     /// New settings from a reload; running bans keep their end.
     pub fn set_settings(&self, settings: BanSettings) {
-        let mut current = self
-            .settings
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        *current = Arc::new(settings);
+        self.settings.store(std::sync::Arc::new(settings));
     }
 
-    fn settings(&self) -> Arc<BanSettings> {
-        self.settings
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone()
+    fn settings(&self) -> arc_swap::Guard<std::sync::Arc<BanSettings>> {
+        self.settings.load()
+    }
+
+    fn nanos(&self, t: Instant) -> u64 {
+        u64::try_from(t.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// Called with the tables locked whenever a ban or lock is imposed.
+    fn note_ban_until(&self, until: Instant) {
+        self.bans_end
+            .fetch_max(self.nanos(until), Ordering::Relaxed);
+    }
+
+    /// Whether any ban or account lock may still run at `now`.
+    fn any_ban_at(&self, now: Instant) -> bool {
+        self.nanos(now) < self.bans_end.load(Ordering::Relaxed)
     }
 
     /// How long `ip` stays banned, if it is.
@@ -168,6 +186,9 @@ impl Defender {
     }
 
     fn banned_at(&self, ip: IpAddr, now: Instant) -> Option<Duration> {
+        if !self.any_ban_at(now) {
+            return None;
+        }
         let settings = self.settings();
         if !settings.enabled || settings.allow.contains(ip) {
             return None;
@@ -214,6 +235,7 @@ impl Defender {
         record.offences += 1;
         record.banned_until = Some(now + length);
         record.last_ban_end = Some(now + length);
+        self.note_ban_until(now + length);
         warn!(
             client = %ip,
             seconds = length.as_secs(),
@@ -232,6 +254,9 @@ impl Defender {
     }
 
     fn user_locked_at(&self, site: &str, user: &str, now: Instant) -> bool {
+        if !self.any_ban_at(now) {
+            return false;
+        }
         let settings = self.settings();
         if !settings.enabled || settings.max_user_failures == 0 {
             return false;
@@ -271,6 +296,7 @@ impl Defender {
         if record.events.len() >= settings.max_user_failures as usize {
             record.events.clear();
             record.banned_until = Some(now + settings.ban_time);
+            self.note_ban_until(now + settings.ban_time);
             warn!(
                 site,
                 user,
@@ -338,6 +364,9 @@ mod tests {
         assert!(d.banned_at(ip, t0 + Duration::from_secs(9)).is_some());
         assert_eq!(d.banned_at(ip, t0 + Duration::from_secs(10)), None);
         assert_eq!(d.active_bans(), 1);
+        // Past the last ban's end, checks take no lock.
+        assert!(d.any_ban_at(t0 + Duration::from_secs(9)));
+        assert!(!d.any_ban_at(t0 + Duration::from_secs(10)));
     }
 
     #[test]
@@ -414,8 +443,10 @@ mod tests {
             d.record_user_failure_at("main", "alice", t0);
         }
         assert!(!d.user_locked_at("main", "alice", t0));
+        assert!(!d.any_ban_at(t0));
         d.record_user_failure_at("main", "alice", t0);
         assert!(d.user_locked_at("main", "alice", t0));
+        assert!(d.any_ban_at(t0));
         assert!(!d.user_locked_at("other", "alice", t0), "per site");
         assert!(!d.user_locked_at("main", "bob", t0));
         assert!(!d.user_locked_at("main", "alice", t0 + Duration::from_secs(10)));

@@ -4,9 +4,12 @@
 //!
 //! Hot paths never look a label set up by name: a site takes its handles once
 //! when it is built ([`SiteMetrics`]), and a handle is an atomic behind an
-//! `Arc`. Only per-command counters are looked up per command (verb and reply
-//! class vary), which costs a read lock and a hash.
+//! `Arc`. Per-command counters (verb and reply class vary) are taken on their
+//! first use into a table per site indexed by the command's row, so later
+//! commands cost an index and an atomic add; plugin calls likewise keep their
+//! handles per plugin ([`PluginCallMetrics`]).
 
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
@@ -342,6 +345,7 @@ impl Metrics {
         };
         SiteMetrics {
             name: site.to_string(),
+            commands: Arc::new(CommandCounters::new(site, &self.commands)),
             sessions_open: self.sessions_open.get_or_create_owned(&label),
             sessions: self.sessions.get_or_create_owned(&label),
             logins: LoginResult::ALL.map(|result| {
@@ -377,28 +381,17 @@ impl Metrics {
         }
     }
 
-    /// Counts one command's reply.
+    /// Counts one command's reply (for connections without a site; a site's
+    /// sessions count through [`SiteMetrics::command`]).
     pub fn command(&self, site: &str, verb: &str, code: u16) {
-        let class = match code / 100 {
-            1 => "1xx",
-            2 => "2xx",
-            3 => "3xx",
-            4 => "4xx",
-            _ => "5xx",
-        };
-        // Unknown verbs are counted as one label value: a client must not be
-        // able to create a series per garbage word.
-        let verb = if crate::ftp::commands::lookup(verb).is_some() {
-            verb
-        } else {
-            "unknown"
-        };
-        let labels = CommandLabels {
-            site: site.to_string(),
-            verb: verb.to_string(),
-            class,
-        };
-        self.commands.get_or_create(&labels).inc();
+        let index = crate::ftp::commands::index(verb);
+        self.commands
+            .get_or_create(&CommandLabels {
+                site: site.to_string(),
+                verb: verb_label(index).to_string(),
+                class: CLASSES[class_of(code)],
+            })
+            .inc();
     }
 
     pub fn reload(&self, result: ReloadResult) {
@@ -416,28 +409,124 @@ impl Metrics {
             .get_or_create(&ProxyFailureLabels { reason })
             .inc();
     }
+}
 
-    /// Times one plugin call and counts its fault, if any.
-    pub fn plugin_call(
-        &self,
-        site: &str,
-        plugin: &str,
-        function: &str,
-        took: Duration,
-        fault: Option<FaultKind>,
-    ) {
-        self.plugin_call_seconds
-            .get_or_create(&PluginCallLabels {
+const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+/// A reply code's class, as an index into [`CLASSES`].
+fn class_of(code: u16) -> usize {
+    match code / 100 {
+        1 => 0,
+        2 => 1,
+        3 => 2,
+        4 => 3,
+        _ => 4,
+    }
+}
+
+/// The `verb` label of a command row. Unknown verbs are counted as one label
+/// value: a client must not be able to create a series per garbage word.
+fn verb_label(index: Option<usize>) -> &'static str {
+    index.map_or("unknown", |i| crate::ftp::commands::COMMANDS[i].verb)
+}
+
+/// One site's command counters, taken from the family on first use: a
+/// series appears once a command got a reply of its class, as before.
+#[derive(Debug)]
+struct CommandCounters {
+    site: String,
+    family: Family<CommandLabels, Counter>,
+    /// [row (the last: unknown verbs)][class]
+    slots: Box<[[OnceLock<Counter>; 5]]>,
+}
+
+impl CommandCounters {
+    fn new(site: &str, family: &Family<CommandLabels, Counter>) -> Self {
+        CommandCounters {
+            site: site.to_string(),
+            family: family.clone(),
+            slots: (0..=crate::ftp::commands::COMMANDS.len())
+                .map(|_| Default::default())
+                .collect(),
+        }
+    }
+
+    fn inc(&self, index: Option<usize>, code: u16) {
+        let row = index.unwrap_or(self.slots.len() - 1);
+        let class = class_of(code);
+        self.slots[row][class]
+            .get_or_init(|| {
+                self.family.get_or_create_owned(&CommandLabels {
+                    site: self.site.clone(),
+                    verb: verb_label(index).to_string(),
+                    class: CLASSES[class],
+                })
+            })
+            .inc();
+    }
+}
+
+/// One plugin's call metrics (`plugin_call_seconds`, `plugin_faults_total`),
+/// with the handles kept per function name, so a call costs no allocation
+/// and no hash of the label set.
+pub struct PluginCallMetrics {
+    metrics: &'static Metrics,
+    site: String,
+    plugin: String,
+    calls: RwLock<Vec<(&'static str, Histogram)>>,
+    /// `plugin_instances_live` for this plugin.
+    pub live: Gauge,
+}
+
+impl PluginCallMetrics {
+    pub fn new(metrics: &'static Metrics, site: &str, plugin: &str) -> PluginCallMetrics {
+        PluginCallMetrics {
+            metrics,
+            site: site.to_string(),
+            plugin: plugin.to_string(),
+            calls: RwLock::default(),
+            live: metrics.plugin_instances.get_or_create_owned(&PluginLabels {
                 site: site.to_string(),
                 plugin: plugin.to_string(),
+            }),
+        }
+    }
+
+    fn histogram(&self, function: &'static str) -> Histogram {
+        let read = |calls: &[(&'static str, Histogram)]| {
+            calls
+                .iter()
+                .find(|(f, _)| *f == function)
+                .map(|(_, h)| h.clone())
+        };
+        if let Some(h) = read(&self.calls.read().unwrap_or_else(|p| p.into_inner())) {
+            return h;
+        }
+        let mut calls = self.calls.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(h) = read(&calls) {
+            return h;
+        }
+        let h = self
+            .metrics
+            .plugin_call_seconds
+            .get_or_create_owned(&PluginCallLabels {
+                site: self.site.clone(),
+                plugin: self.plugin.clone(),
                 function: function.to_string(),
-            })
-            .observe(took.as_secs_f64());
+            });
+        calls.push((function, h.clone()));
+        h
+    }
+
+    /// Times one plugin call and counts its fault, if any.
+    pub fn call(&self, function: &'static str, took: Duration, fault: Option<FaultKind>) {
+        self.histogram(function).observe(took.as_secs_f64());
         if let Some(kind) = fault {
-            self.plugin_faults
+            self.metrics
+                .plugin_faults
                 .get_or_create(&PluginFaultLabels {
-                    site: site.to_string(),
-                    plugin: plugin.to_string(),
+                    site: self.site.clone(),
+                    plugin: self.plugin.clone(),
                     kind,
                 })
                 .inc();
@@ -449,6 +538,7 @@ impl Metrics {
 #[derive(Clone, Debug)]
 pub struct SiteMetrics {
     pub name: String,
+    commands: Arc<CommandCounters>,
     pub sessions_open: Gauge,
     pub sessions: Counter,
     logins: [Counter; 5],
@@ -466,6 +556,12 @@ impl SiteMetrics {
 
     pub fn login(&self, result: LoginResult) {
         self.logins[result as usize].inc();
+    }
+
+    /// Counts one command's reply; `index` is the verb's row in the command
+    /// table (`None`: not a command).
+    pub fn command(&self, index: Option<usize>, code: u16) {
+        self.commands.inc(index, code);
     }
 
     pub fn transfer(
@@ -510,7 +606,8 @@ mod tests {
 
     #[test]
     fn names_and_labels_are_the_documented_ones() {
-        let metrics = Metrics::new();
+        // Plugin call metrics count into a server's metrics for the whole run.
+        let metrics: &'static Metrics = Box::leak(Box::new(Metrics::new()));
         let site = metrics.site("main");
         site.login(LoginResult::ok);
         site.login(LoginResult::bad_credentials);
@@ -529,16 +626,17 @@ mod tests {
             4096,
             Duration::from_millis(3),
         );
+        let retr = crate::ftp::commands::index("RETR");
+        assert!(retr.is_some());
+        site.command(retr, 226);
+        site.command(crate::ftp::commands::index("XYZZY"), 500);
         metrics.command("main", "RETR", 226);
-        metrics.command("main", "XYZZY", 500);
+        metrics.command("", "NOOP", 200);
         metrics.reload(ReloadResult::ok);
-        metrics.plugin_call(
-            "main",
-            "auth",
-            "login",
-            Duration::from_micros(40),
-            Some(FaultKind::trap),
-        );
+        let plugin = PluginCallMetrics::new(metrics, "main", "auth");
+        plugin.call("login", Duration::from_micros(40), Some(FaultKind::trap));
+        plugin.call("login", Duration::from_micros(40), None);
+        plugin.live.inc();
         metrics.proxy_failure(ProxyFailure::untrusted);
         let text = metrics.encode();
         for (series, value) in [
@@ -564,6 +662,10 @@ mod tests {
             ),
             (
                 r#"wasmftpd_commands_total{site="main",verb="RETR",class="2xx"}"#,
+                2.0,
+            ),
+            (
+                r#"wasmftpd_commands_total{site="",verb="NOOP",class="2xx"}"#,
                 1.0,
             ),
             (
@@ -573,6 +675,10 @@ mod tests {
             (r#"wasmftpd_reloads_total{result="ok"}"#, 1.0),
             (
                 r#"wasmftpd_plugin_call_seconds_count{site="main",plugin="auth",function="login"}"#,
+                2.0,
+            ),
+            (
+                r#"wasmftpd_plugin_instances_live{site="main",plugin="auth"}"#,
                 1.0,
             ),
             (
@@ -592,19 +698,32 @@ mod tests {
             );
         }
         assert!(text.contains("# TYPE wasmftpd_plugin_call_seconds histogram"));
+        // Only series that counted something are exported.
+        assert!(!text.contains(r#"verb="RETR",class="1xx""#), "{text}");
+        assert!(!text.contains(r#"verb="STOR""#), "{text}");
     }
 
     #[test]
     fn a_rebuilt_site_counts_into_the_same_series() {
         let metrics = Metrics::new();
-        metrics.site("s").login(LoginResult::ok);
-        metrics.site("s").login(LoginResult::ok);
+        let dele = crate::ftp::commands::index("DELE");
+        for _ in 0..2 {
+            let site = metrics.site("s");
+            site.login(LoginResult::ok);
+            site.command(dele, 250);
+        }
+        metrics.command("s", "DELE", 250);
+        let text = metrics.encode();
+        assert_eq!(
+            line_value(&text, r#"wasmftpd_logins_total{site="s",result="ok"}"#),
+            Some(2.0)
+        );
         assert_eq!(
             line_value(
-                &metrics.encode(),
-                r#"wasmftpd_logins_total{site="s",result="ok"}"#
+                &text,
+                r#"wasmftpd_commands_total{site="s",verb="DELE",class="2xx"}"#
             ),
-            Some(2.0)
+            Some(3.0)
         );
     }
 }

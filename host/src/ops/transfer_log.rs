@@ -1,13 +1,17 @@
-//! The transfer log (`[server] transfer_log`, `transfer_log_format`): one line
-//! per finished transfer and per file operation, as JSON lines or in the
-//! classic xferlog format (wu-ftpd, vsftpd, ProFTPD) that log analysers read.
+//! The transfer log (`transfer_log`, `transfer_log_format` in `[server]` and
+//! in `[site.NAME]`): one line per finished transfer and per file operation,
+//! as JSON lines or in the classic xferlog format (wu-ftpd, vsftpd, ProFTPD)
+//! that log analysers read. A site with a log of its own writes there; the
+//! others write to the server's.
 //!
 //! Lines are formatted by the session and appended to a memory buffer; a
-//! background thread writes them out (the same batched writer as the server
-//! log, so no system call on a session's path). The file is reopened on
-//! SIGHUP and reload, so logrotate can move it away; what was buffered before
-//! goes to the old file. What is buffered at shutdown is written out.
+//! background thread per file writes them out (the same batched writer as the
+//! server log, so no system call on a session's path). Files are reopened on
+//! SIGHUP and reload, so logrotate can move them away; what was buffered
+//! before goes to the old file. What is buffered at shutdown, or when a
+//! reload stops using a file, is written out.
 
+use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::net::IpAddr;
@@ -40,18 +44,19 @@ pub enum Action {
     Rmdir,
 }
 
-/// One line of the log.
+/// One line of the log. Borrows what it names: the session already has it.
 #[derive(Debug, Clone, Serialize)]
-pub struct Entry {
-    pub time: String,
-    pub site: String,
-    pub user: String,
+pub struct Entry<'a> {
+    #[serde(serialize_with = "rfc3339_millis")]
+    pub time: DateTime<Utc>,
+    pub site: &'a str,
+    pub user: &'a str,
     pub client_address: IpAddr,
     pub action: Action,
     /// The client's path (the user's view, `/` is the home).
-    pub path: String,
+    pub path: &'a str,
     /// RNTO's new name.
-    pub target: Option<String>,
+    pub target: Option<&'a str>,
     pub bytes: u64,
     pub duration_ms: u64,
     pub ok: bool,
@@ -60,22 +65,27 @@ pub struct Entry {
     pub binary: bool,
 }
 
-impl Entry {
+/// `2026-12-02T10:11:12.345Z`.
+fn rfc3339_millis<S: serde::Serializer>(time: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&time.to_rfc3339_opts(SecondsFormat::Millis, true))
+}
+
+impl<'a> Entry<'a> {
     /// An entry stamped now.
     pub fn now(
-        site: &str,
-        user: &str,
+        site: &'a str,
+        user: &'a str,
         client_address: IpAddr,
         action: Action,
-        path: &str,
-    ) -> Entry {
+        path: &'a str,
+    ) -> Entry<'a> {
         Entry {
-            time: Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
-            site: site.to_string(),
-            user: user.to_string(),
+            time: Utc::now(),
+            site,
+            user,
             client_address: client_address.to_canonical(),
             action,
-            path: path.to_string(),
+            path,
             target: None,
             bytes: 0,
             duration_ms: 0,
@@ -84,14 +94,16 @@ impl Entry {
         }
     }
 
-    pub fn took(mut self, duration: Duration) -> Entry {
+    pub fn took(mut self, duration: Duration) -> Entry<'a> {
         self.duration_ms = duration.as_millis().try_into().unwrap_or(u64::MAX);
         self
     }
 
-    fn json_line(&self) -> String {
-        let mut line = serde_json::to_string(self).unwrap_or_default();
-        line.push('\n');
+    fn json_line(&self) -> Vec<u8> {
+        let mut line = Vec::with_capacity(256);
+        // Serializing plain fields into memory cannot fail.
+        let _ = serde_json::to_writer(&mut line, self);
+        line.push(b'\n');
         line
     }
 
@@ -100,34 +112,35 @@ impl Entry {
     /// service-name authentication-method authenticated-user-id
     /// completion-status`. Renames and directory operations have no xferlog
     /// form (`None`); deletes use direction `d` as ProFTPD does.
-    fn xferlog_line(&self) -> Option<String> {
+    fn xferlog_line(&self) -> Option<Vec<u8>> {
         let direction = match self.action {
             Action::Upload => 'i',
             Action::Download => 'o',
             Action::Delete => 'd',
             Action::Rename | Action::Mkdir | Action::Rmdir => return None,
         };
-        let time = DateTime::parse_from_rfc3339(&self.time)
-            .map(|t| t.with_timezone(&Local))
-            .unwrap_or_else(|_| Local::now());
-        let access = if matches!(self.user.as_str(), "anonymous" | "ftp") {
+        let time = self.time.with_timezone(&Local);
+        let access = if matches!(self.user, "anonymous" | "ftp") {
             'a'
         } else {
             'r'
         };
-        Some(format!(
-            "{} {} {} {} {} {} _ {} {} {} ftp 0 * {}\n",
-            time.format("%a %b %e %H:%M:%S %Y"),
-            self.duration_ms.div_ceil(1000),
-            self.client_address,
-            self.bytes,
-            field(&self.path),
-            if self.binary { 'b' } else { 'a' },
-            direction,
-            access,
-            field(&self.user),
-            if self.ok { 'c' } else { 'i' },
-        ))
+        Some(
+            format!(
+                "{} {} {} {} {} {} _ {} {} {} ftp 0 * {}\n",
+                time.format("%a %b %e %H:%M:%S %Y"),
+                self.duration_ms.div_ceil(1000),
+                self.client_address,
+                self.bytes,
+                field(self.path),
+                if self.binary { 'b' } else { 'a' },
+                direction,
+                access,
+                field(self.user),
+                if self.ok { 'c' } else { 'i' },
+            )
+            .into_bytes(),
+        )
     }
 }
 
@@ -145,16 +158,75 @@ fn field(text: &str) -> String {
         .collect()
 }
 
+/// One open log file, shared by everyone configured to write to that path.
 struct Sink {
     path: PathBuf,
-    format: Format,
     writer: BatchedWriter,
     _flush: FlushOnDrop,
 }
 
-/// The server's transfer log (possibly none). Cheap to call when off.
+/// Where one site's lines go: a file, and the format they are written in
+/// there (two sites may share a file, each in its own format).
+#[derive(Clone)]
+pub struct SiteLog {
+    sink: Arc<Sink>,
+    format: Format,
+}
+
+impl SiteLog {
+    /// Appends one entry (formatted here, written by the background thread).
+    pub fn write(&self, entry: &Entry) {
+        let line = match self.format {
+            Format::Json => Some(entry.json_line()),
+            Format::Xferlog => entry.xferlog_line(),
+        };
+        if let Some(line) = line {
+            use std::io::Write;
+            let _ = self.sink.writer.clone().write_all(&line);
+        }
+    }
+}
+
+/// A log file and its format, as configured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub path: PathBuf,
+    pub format: Format,
+}
+
+/// What the configuration asks for: the server's log (`[server]
+/// transfer_log`) and each site's own (`[site.NAME] transfer_log`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Settings {
+    pub server: Option<Target>,
+    pub sites: BTreeMap<String, Target>,
+}
+
+/// Which configured log a file belongs to, when it cannot be opened.
+#[derive(Debug)]
+pub struct OpenError {
+    /// `None`: the server's log; else the site's.
+    pub site: Option<String>,
+    pub path: PathBuf,
+    pub error: io::Error,
+}
+
+impl std::fmt::Display for OpenError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "cannot open {}: {}", self.path.display(), self.error)
+    }
+}
+
+#[derive(Default)]
+struct Routes {
+    server: Option<SiteLog>,
+    sites: HashMap<String, SiteLog>,
+}
+
+/// The server's transfer logs (possibly none): the server's, and the sites'
+/// own. Cheap to ask when off.
 pub struct TransferLog {
-    sink: RwLock<Option<Arc<Sink>>>,
+    routes: RwLock<Routes>,
 }
 
 fn open(path: &Path) -> io::Result<File> {
@@ -164,98 +236,140 @@ fn open(path: &Path) -> io::Result<File> {
 impl TransferLog {
     pub fn disabled() -> TransferLog {
         TransferLog {
-            sink: RwLock::new(None),
+            routes: RwLock::new(Routes::default()),
         }
     }
 
-    /// Starts logging to `path`, or fails naming it.
+    /// Starts logging everything to `path`, or fails naming it.
     pub fn to_file(path: &Path, format: Format) -> io::Result<TransferLog> {
         let log = TransferLog::disabled();
-        log.configure(Some((path, format)))?;
+        log.configure(&Settings {
+            server: Some(Target {
+                path: path.to_path_buf(),
+                format,
+            }),
+            sites: BTreeMap::new(),
+        })
+        .map_err(|e| e.error)?;
         Ok(log)
     }
 
-    fn current(&self) -> Option<Arc<Sink>> {
-        self.sink
+    fn routes(&self) -> std::sync::RwLockReadGuard<'_, Routes> {
+        self.routes
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone()
     }
 
-    pub fn enabled(&self) -> bool {
-        self.current().is_some()
+    /// Where `site`'s lines go: its own log, else the server's, else nowhere.
+    /// Sessions still open on a site that a reload removed write to the
+    /// server's log.
+    pub fn for_site(&self, site: &str) -> Option<SiteLog> {
+        let routes = self.routes();
+        routes.sites.get(site).or(routes.server.as_ref()).cloned()
     }
 
-    /// Applies the (reloaded) setting: the same file is reopened (log
-    /// rotation); another file or format starts a new sink, and the old one
-    /// writes out what it holds. On error the running log stays as it was.
-    pub fn configure(&self, target: Option<(&Path, Format)>) -> io::Result<()> {
-        let current = self.current();
-        match (target, current) {
-            (None, None) => Ok(()),
-            (Some((path, format)), Some(sink)) if sink.path == path && sink.format == format => {
-                let file = open(path)?;
-                sink.writer.replace_output(file);
-                info!("transfer log {} reopened", path.display());
-                Ok(())
+    /// Applies the (reloaded) settings. A file already open is reopened (log
+    /// rotation moved it away, or not: either way the same path); a new path
+    /// gets its own writer; a file nobody writes to any longer is written out
+    /// and closed. Every file is opened before anything changes, so on error
+    /// the running logs stay as they were.
+    pub fn configure(&self, settings: &Settings) -> Result<(), OpenError> {
+        let wanted = settings.server.iter().map(|target| (None, target)).chain(
+            settings
+                .sites
+                .iter()
+                .map(|(site, target)| (Some(site), target)),
+        );
+        let mut files: HashMap<&Path, File> = HashMap::new();
+        for (site, target) in wanted {
+            if files.contains_key(target.path.as_path()) {
+                continue;
             }
-            (target, _) => {
-                let new = match target {
-                    Some((path, format)) => {
-                        let file = open(path)?;
-                        let (writer, flush) = BatchedWriter::new(file);
-                        Some(Arc::new(Sink {
-                            path: path.to_path_buf(),
-                            format,
-                            writer,
-                            _flush: flush,
-                        }))
-                    }
-                    None => None,
-                };
-                let old = std::mem::replace(
-                    &mut *self
-                        .sink
-                        .write()
-                        .unwrap_or_else(|poisoned| poisoned.into_inner()),
-                    new,
-                );
-                if let Some(old) = old {
-                    old.writer.flush_now();
+            let file = open(&target.path).map_err(|error| OpenError {
+                site: site.cloned(),
+                path: target.path.clone(),
+                error,
+            })?;
+            files.insert(&target.path, file);
+        }
+        let mut routes = self
+            .routes
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut open_now: HashMap<PathBuf, Arc<Sink>> = HashMap::new();
+        for log in routes.server.iter().chain(routes.sites.values()) {
+            open_now
+                .entry(log.sink.path.clone())
+                .or_insert_with(|| log.sink.clone());
+        }
+        let mut sinks: HashMap<&Path, Arc<Sink>> = HashMap::new();
+        for (path, file) in files {
+            let sink = match open_now.remove(path) {
+                Some(sink) => {
+                    sink.writer.replace_output(file);
+                    info!("transfer log {} reopened", path.display());
+                    sink
                 }
-                Ok(())
-            }
+                None => {
+                    let (writer, flush) = BatchedWriter::new(file);
+                    Arc::new(Sink {
+                        path: path.to_path_buf(),
+                        writer,
+                        _flush: flush,
+                    })
+                }
+            };
+            sinks.insert(path, sink);
         }
+        let route = |target: &Target| SiteLog {
+            sink: sinks[target.path.as_path()].clone(),
+            format: target.format,
+        };
+        *routes = Routes {
+            server: settings.server.as_ref().map(route),
+            sites: settings
+                .sites
+                .iter()
+                .map(|(site, target)| (site.clone(), route(target)))
+                .collect(),
+        };
+        drop(routes);
+        // Files nobody writes to any longer: out with what they hold now
+        // (a writer that took one just before keeps it alive, and its drop
+        // writes out the rest).
+        for (_, sink) in open_now {
+            sink.writer.flush_now();
+        }
+        Ok(())
     }
 
-    /// Reopens the current file (SIGHUP), reporting a failure in the log.
+    /// Reopens every file (SIGHUP), reporting a failure in the log.
     pub fn reopen(&self) {
-        if let Some(sink) = self.current()
-            && let Err(e) = self.configure(Some((&sink.path, sink.format)))
-        {
-            error!("cannot reopen transfer log {}: {e}", sink.path.display());
-        }
-    }
-
-    /// Appends one entry (formatted here, written by the background thread).
-    pub fn write(&self, entry: &Entry) {
-        let Some(sink) = self.current() else {
-            return;
+        let settings = {
+            let routes = self.routes();
+            let target = |log: &SiteLog| Target {
+                path: log.sink.path.clone(),
+                format: log.format,
+            };
+            Settings {
+                server: routes.server.as_ref().map(target),
+                sites: routes
+                    .sites
+                    .iter()
+                    .map(|(site, log)| (site.clone(), target(log)))
+                    .collect(),
+            }
         };
-        let line = match sink.format {
-            Format::Json => Some(entry.json_line()),
-            Format::Xferlog => entry.xferlog_line(),
-        };
-        if let Some(line) = line {
-            use std::io::Write;
-            let _ = sink.writer.clone().write_all(line.as_bytes());
+        if let Err(e) = self.configure(&settings) {
+            error!("cannot reopen transfer log: {e}");
         }
     }
 
     /// Writes out everything buffered, now (shutdown).
     pub fn flush(&self) {
-        if let Some(sink) = self.current() {
-            sink.writer.flush_now();
+        let routes = self.routes();
+        for log in routes.server.iter().chain(routes.sites.values()) {
+            log.sink.writer.flush_now();
         }
     }
 }
@@ -264,14 +378,14 @@ impl TransferLog {
 mod tests {
     use super::*;
 
-    fn entry(action: Action) -> Entry {
+    fn entry(action: Action) -> Entry<'static> {
         Entry {
-            time: "2026-12-02T10:11:12.345Z".into(),
-            site: "main".into(),
-            user: "demo".into(),
+            time: "2026-12-02T10:11:12.345Z".parse().unwrap(),
+            site: "main",
+            user: "demo",
             client_address: "::ffff:192.0.2.7".parse().unwrap(),
             action,
-            path: "/dir/a file.txt".into(),
+            path: "/dir/a file.txt",
             target: None,
             bytes: 4096,
             duration_ms: 1500,
@@ -281,12 +395,106 @@ mod tests {
         .clone()
     }
 
+    fn write(log: &TransferLog, site: &str, action: Action) {
+        let mut e = entry(action);
+        e.site = site;
+        log.for_site(site).expect("a log for the site").write(&e);
+    }
+
+    fn target(path: &Path, format: Format) -> Target {
+        Target {
+            path: path.to_path_buf(),
+            format,
+        }
+    }
+
+    fn lines(path: &Path) -> Vec<String> {
+        std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn each_site_writes_to_its_own_file_or_the_servers() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = dir.path().join("server.log");
+        let a = dir.path().join("a.log");
+        let shared = dir.path().join("shared.log");
+        let log = TransferLog::disabled();
+        assert!(log.for_site("a").is_none());
+        log.configure(&Settings {
+            server: Some(target(&server, Format::Json)),
+            sites: [
+                ("a".to_string(), target(&a, Format::Json)),
+                ("b".to_string(), target(&shared, Format::Json)),
+                ("c".to_string(), target(&shared, Format::Xferlog)),
+            ]
+            .into(),
+        })
+        .unwrap();
+        for site in ["a", "b", "c", "other"] {
+            write(&log, site, Action::Download);
+        }
+        log.flush();
+        assert_eq!(lines(&a).len(), 1);
+        assert!(lines(&a)[0].contains(r#""site":"a""#));
+        let shared_lines = lines(&shared);
+        assert_eq!(shared_lines.len(), 2, "{shared_lines:?}");
+        assert!(shared_lines[0].contains(r#""site":"b""#));
+        // c writes xferlog lines into the same file.
+        assert!(shared_lines[1].ends_with(" c"), "{shared_lines:?}");
+        assert_eq!(lines(&server).len(), 1);
+        assert!(lines(&server)[0].contains(r#""site":"other""#));
+    }
+
+    #[test]
+    fn a_reload_moves_a_site_and_closes_what_nobody_uses() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = dir.path().join("server.log");
+        let old = dir.path().join("old.log");
+        let new = dir.path().join("new.log");
+        let log = TransferLog::disabled();
+        let settings = |site: &Path| Settings {
+            server: Some(target(&server, Format::Json)),
+            sites: [("a".to_string(), target(site, Format::Json))].into(),
+        };
+        log.configure(&settings(&old)).unwrap();
+        // A writer taken before the reload keeps writing to the old file,
+        // and nothing it writes is lost when the old file is closed.
+        let before = log.for_site("a").unwrap();
+        for _ in 0..100 {
+            write(&log, "a", Action::Upload);
+        }
+        log.configure(&settings(&new)).unwrap();
+        before.write(&entry(Action::Delete));
+        drop(before);
+        write(&log, "a", Action::Download);
+        // The site is removed: its lines go to the server's log.
+        log.configure(&Settings {
+            server: Some(target(&server, Format::Json)),
+            sites: BTreeMap::new(),
+        })
+        .unwrap();
+        write(&log, "a", Action::Mkdir);
+        log.flush();
+        assert_eq!(lines(&old).len(), 101);
+        assert_eq!(lines(&new).len(), 1);
+        assert!(lines(&new)[0].contains("download"));
+        assert_eq!(lines(&server).len(), 1);
+        assert!(lines(&server)[0].contains("mkdir"));
+        // Turning every log off is a reload too.
+        log.configure(&Settings::default()).unwrap();
+        assert!(log.for_site("a").is_none());
+    }
+
     #[test]
     fn json_line_has_the_documented_fields() {
         let mut e = entry(Action::Rename);
         e.client_address = e.client_address.to_canonical();
-        e.target = Some("/b".into());
-        let value: serde_json::Value = serde_json::from_str(e.json_line().trim_end()).unwrap();
+        e.target = Some("/b");
+        let value: serde_json::Value = serde_json::from_slice(&e.json_line()).unwrap();
         let keys: Vec<&str> = value
             .as_object()
             .unwrap()
@@ -309,6 +517,7 @@ mod tests {
         let mut keys = keys;
         keys.sort();
         assert_eq!(keys, expected);
+        assert_eq!(value["time"], "2026-12-02T10:11:12.345Z");
         assert_eq!(value["action"], "rename");
         assert_eq!(value["client_address"], "192.0.2.7");
         assert_eq!(value["target"], "/b");
@@ -318,7 +527,7 @@ mod tests {
 
     #[test]
     fn xferlog_line_has_fourteen_fields() {
-        let line = entry(Action::Download).xferlog_line().unwrap();
+        let line = String::from_utf8(entry(Action::Download).xferlog_line().unwrap()).unwrap();
         let fields: Vec<&str> = line.split_whitespace().collect();
         // The date is five fields (`Wed Dec  2 10:11:12 2026`).
         assert_eq!(fields.len(), 18, "{line}");
@@ -341,14 +550,8 @@ mod tests {
             ]
         );
         assert!(entry(Action::Mkdir).xferlog_line().is_none());
-        assert_eq!(
-            entry(Action::Delete)
-                .xferlog_line()
-                .unwrap()
-                .split_whitespace()
-                .nth(11),
-            Some("d")
-        );
+        let delete = String::from_utf8(entry(Action::Delete).xferlog_line().unwrap()).unwrap();
+        assert_eq!(delete.split_whitespace().nth(11), Some("d"));
     }
 
     #[test]
@@ -356,11 +559,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("xfer.log");
         let log = TransferLog::to_file(&path, Format::Json).unwrap();
-        log.write(&entry(Action::Upload));
+        write(&log, "main", Action::Upload);
         let rotated = dir.path().join("xfer.log.1");
         std::fs::rename(&path, &rotated).unwrap();
         log.reopen();
-        log.write(&entry(Action::Download));
+        write(&log, "main", Action::Download);
         log.flush();
         let old = std::fs::read_to_string(&rotated).unwrap();
         let new = std::fs::read_to_string(&path).unwrap();
@@ -376,7 +579,7 @@ mod tests {
         let path = dir.path().join("xfer.log");
         let log = TransferLog::to_file(&path, Format::Xferlog).unwrap();
         for _ in 0..1000 {
-            log.write(&entry(Action::Download));
+            write(&log, "main", Action::Download);
         }
         drop(log);
         let text = std::fs::read_to_string(&path).unwrap();
@@ -389,8 +592,15 @@ mod tests {
         let path = dir.path().join("xfer.log");
         let log = TransferLog::to_file(&path, Format::Json).unwrap();
         let bad = dir.path().join("no-such-dir").join("x.log");
-        assert!(log.configure(Some((&bad, Format::Json))).is_err());
-        log.write(&entry(Action::Mkdir));
+        let error = log
+            .configure(&Settings {
+                server: Some(target(&path, Format::Json)),
+                sites: [("s".to_string(), target(&bad, Format::Json))].into(),
+            })
+            .unwrap_err();
+        assert_eq!(error.site.as_deref(), Some("s"));
+        assert_eq!(error.path, bad);
+        write(&log, "s", Action::Mkdir);
         log.flush();
         assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 1);
     }

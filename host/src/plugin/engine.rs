@@ -174,6 +174,7 @@ impl PluginEngine {
             limits: spec.limits,
             outbound: Arc::new(outbound),
             cache: Arc::default(),
+            metrics: Default::default(),
         };
         Ok(Loaded {
             context: Arc::new(context),

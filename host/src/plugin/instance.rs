@@ -43,6 +43,8 @@ pub(super) struct PluginContext {
     pub outbound: Arc<OutboundPolicy>,
     /// The `cache` import's store, shared by all instances of this plugin.
     pub cache: Arc<SharedCache>,
+    /// Handles in the server's metrics (see `call_metrics`).
+    pub metrics: std::sync::OnceLock<Option<crate::ops::metrics::PluginCallMetrics>>,
 }
 
 /// The data of one store (one plugin instance).
@@ -221,15 +223,9 @@ impl PluginContext {
             listing: None,
             newest_file_stream: None,
             call_started: Instant::now(),
-            live: crate::ops::metrics::plugin_metrics().map(|m| {
-                let gauge =
-                    m.plugin_instances
-                        .get_or_create_owned(&crate::ops::metrics::PluginLabels {
-                            site: self.site.to_string(),
-                            plugin: self.plugin.to_string(),
-                        });
-                gauge.inc();
-                gauge
+            live: self.call_metrics().map(|m| {
+                m.live.inc();
+                m.live.clone()
             }),
         };
         let mut store = Store::new(&self.engine, state);
@@ -258,8 +254,13 @@ impl PluginContext {
 
     /// Counts one finished call (its duration, and its fault if it failed)
     /// in the server's metrics.
-    pub fn record_call(&self, state: &HostState, what: &str, error: Option<&anyhow::Error>) {
-        let Some(metrics) = crate::ops::metrics::plugin_metrics() else {
+    pub fn record_call(
+        &self,
+        state: &HostState,
+        what: &'static str,
+        error: Option<&anyhow::Error>,
+    ) {
+        let Some(metrics) = self.call_metrics() else {
             return;
         };
         use crate::ops::metrics::FaultKind;
@@ -272,13 +273,19 @@ impl PluginContext {
                 FaultKind::trap
             }
         });
-        metrics.plugin_call(
-            &self.site,
-            &self.plugin,
-            what,
-            state.call_started.elapsed(),
-            fault,
-        );
+        metrics.call(what, state.call_started.elapsed(), fault);
+    }
+
+    /// This plugin's handles in the server's metrics (taken on first use),
+    /// if the server installed any.
+    fn call_metrics(&self) -> Option<&crate::ops::metrics::PluginCallMetrics> {
+        self.metrics
+            .get_or_init(|| {
+                crate::ops::metrics::plugin_metrics().map(|m| {
+                    crate::ops::metrics::PluginCallMetrics::new(m, &self.site, &self.plugin)
+                })
+            })
+            .as_ref()
     }
 
     /// Bounds a call from outside wasm too: a plugin blocked in a host call

@@ -348,7 +348,7 @@ impl Call<'_> {
 
     /// Ends the call: on success the instance goes back to its slot; on a trap
     /// or limit it is dropped here and the call fails with `PluginFailed`.
-    fn finish<T>(mut self, what: &str, result: wasmtime::Result<T>) -> StorageResult<T> {
+    fn finish<T>(mut self, what: &'static str, result: wasmtime::Result<T>) -> StorageResult<T> {
         match result {
             Ok(value) => {
                 self.context.record_call(self.live.store.data(), what, None);

@@ -33,6 +33,7 @@ use crate::ops::Ops;
 use crate::ops::admin::{AdminState, Readiness};
 use crate::ops::metrics::{RefusedReason, ReloadResult};
 use crate::ops::proxy::Origin;
+use crate::ops::transfer_log;
 use crate::plugin::{PluginRuntime, RuntimeOptions};
 use limits::ConnectionLimits;
 use registry::Registry;
@@ -86,20 +87,52 @@ struct Server {
 /// Longest wait for a PROXY header after accept.
 const PROXY_HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// The transfer logs `config` asks for: the server's and the sites' own.
+fn transfer_log_settings(config: &Config) -> transfer_log::Settings {
+    transfer_log::Settings {
+        server: config.transfer_log.clone(),
+        sites: config
+            .sites
+            .iter()
+            .filter_map(|site| Some((site.name.clone(), site.transfer_log.clone()?)))
+            .collect(),
+    }
+}
+
+/// (Re)opens the transfer logs for `config`; an error names the file, line
+/// and key of the log that cannot be opened.
+fn configure_transfer_log(log: &transfer_log::TransferLog, config: &Config) -> anyhow::Result<()> {
+    log.configure(&transfer_log_settings(config)).map_err(|e| {
+        let (file, line, key) = match e
+            .site
+            .as_deref()
+            .and_then(|name| config.sites.iter().find(|site| site.name == name))
+        {
+            Some(site) => (
+                site.file.as_path(),
+                site.transfer_log_line,
+                site.transfer_log_key.as_str(),
+            ),
+            None => (
+                config.file.as_path(),
+                config.transfer_log_line,
+                "server.transfer_log",
+            ),
+        };
+        let place = if line > 0 {
+            format!("{}:{line}", file.display())
+        } else {
+            file.display().to_string()
+        };
+        anyhow::anyhow!("{place}: key `{key}`: {e}")
+    })
+}
+
 /// Builds the operations services for `config`; fails naming the key when
-/// the transfer log cannot be opened.
+/// a transfer log cannot be opened.
 fn start_ops(config: &Config) -> anyhow::Result<Arc<Ops>> {
-    let transfer_log = match &config.transfer_log {
-        Some((path, format)) => crate::ops::transfer_log::TransferLog::to_file(path, *format)
-            .with_context(|| {
-                format!(
-                    "{}: key `server.transfer_log`: cannot open {}",
-                    config.file.display(),
-                    path.display()
-                )
-            })?,
-        None => crate::ops::transfer_log::TransferLog::disabled(),
-    };
+    let transfer_log = transfer_log::TransferLog::disabled();
+    configure_transfer_log(&transfer_log, config)?;
     Ok(Arc::new(Ops {
         metrics: Arc::new(crate::ops::metrics::Metrics::new()),
         defender: crate::ops::ban::Defender::new(config.ban.clone()),
@@ -244,12 +277,8 @@ impl Server {
                 return;
             }
         };
-        let log_target = config.transfer_log.as_ref().map(|(p, f)| (p.as_path(), *f));
-        if let Err(e) = self.ops.transfer_log.configure(log_target) {
-            error!(
-                "reload ({why}) failed, keeping the running configuration: {}: key `server.transfer_log`: {e}",
-                config.file.display()
-            );
+        if let Err(e) = configure_transfer_log(&self.ops.transfer_log, &config) {
+            error!("reload ({why}) failed, keeping the running configuration: {e}");
             self.ops.metrics.reload(ReloadResult::failed);
             return;
         }

@@ -236,6 +236,11 @@ pub fn lookup(verb: &str) -> Option<&'static Command> {
     COMMANDS.iter().find(|c| c.verb == verb)
 }
 
+/// The row number of an (upper-case) verb in [`COMMANDS`].
+pub fn index(verb: &str) -> Option<usize> {
+    COMMANDS.iter().position(|c| c.verb == verb)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
