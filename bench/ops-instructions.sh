@@ -22,7 +22,9 @@
 # Usage: bench/ops-instructions.sh
 # Environment: WASMFTPD=path [target/release/wasmftpd]; LOGINS=40 (SHA-512),
 # TRIVIAL=200, FILES=100; CASES="sha512 trivial small"; VARIANTS="off on";
-# KEEP=dir (keep the callgrind profiles there); OPS_SHARE=1.
+# ROUNDS=3 (medians over rounds: a variant's count moves by ~2 % from run to
+# run with how the runtime's threads happen to park and wake, ops code or not);
+# KEEP=dir (keep the last round's callgrind profiles there); OPS_SHARE=1.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(dirname "$HERE")
@@ -32,9 +34,12 @@ TRIVIAL=${TRIVIAL:-200}
 FILES=${FILES:-100}
 CASES=${CASES:-"sha512 trivial small"}
 VARIANTS=${VARIANTS:-"off on"}
+ROUNDS=${ROUNDS:-3}
 command -v valgrind >/dev/null || { echo "valgrind is missing (apt-get install valgrind)" >&2; exit 2; }
 [ -x "$WASMFTPD" ] || { echo "no binary at $WASMFTPD (cargo build --release)" >&2; exit 2; }
 
+# The full plugin pool reserves terabytes of address space; valgrind cannot.
+export WASMFTPD_PLUGIN_POOL=${WASMFTPD_PLUGIN_POOL:-16}
 WORK=$(mktemp -d)
 SERVER_PID=""
 cleanup() {
@@ -187,6 +192,7 @@ password = \"$HASH\"
 home = \"/\"" ;;
         *) echo "unknown case $case" >&2; exit 2 ;;
     esac
+    for round in $(seq "$ROUNDS"); do
     for variant in $VARIANTS; do
         config "$WORK/wasmftpd.toml" "$variant" "$auth"
         rm -f "$WORK/transfer.log"
@@ -199,29 +205,34 @@ home = \"/\"" ;;
         start valgrind --tool=callgrind --callgrind-out-file="$out" --dump-instr=no \
             "$WASMFTPD" serve --config "$WORK/wasmftpd.toml"
         python3 "$WORK/client.py" "$PORT" "$case" 3 "$user" "$PASS"
-        callgrind_control -z "$SERVER_PID" >/dev/null
+        callgrind_control -z "$SERVER_PID" >/dev/null 2>&1
         python3 "$WORK/client.py" "$PORT" "$case" "$count" "$user" "$PASS"
-        callgrind_control -d "$SERVER_PID" >/dev/null
+        callgrind_control -d "$SERVER_PID" >/dev/null 2>&1
         stop
         dump=$(ls "$out".* 2>/dev/null | grep -v '\.0$' | sort | head -1 || true)
         [ -n "$dump" ] || dump=$(ls "$out"* | head -1)
         n=$(instructions "$dump")
-        IPO[$case,$variant]=$((n / count))
-        printf '%s %s: %d instructions per operation (%d operations)\n' \
-            "$case" "$variant" "${IPO[$case,$variant]}" "$count" >&2
+        IPO[$case,$variant]+=" $((n / count))"
+        printf '%s %s round %d: %d instructions per operation (%d operations)\n' \
+            "$case" "$variant" "$round" $((n / count)) "$count" >&2
         if [ -n "${KEEP:-}" ]; then mkdir -p "$KEEP"; cp "$dump" "$KEEP/callgrind.$case.$variant"; fi
-        if [ "${OPS_SHARE:-}" = 1 ] && [ "$variant" = on ]; then
-            callgrind_annotate --inclusive=yes "$dump" 2>/dev/null |
-                grep -E 'wasmftpd::(ops|ftp::events)::|record_call|prometheus_client' | head -25 >&2 || true
+        if [ "${OPS_SHARE:-}" = 1 ] && [ "$variant" = on ] && [ "$round" = "$ROUNDS" ]; then
+            # Inclusive instructions of the hooks (per run, not per operation).
+            callgrind_annotate --inclusive=yes --threshold=100 --auto=no "$dump" 2>/dev/null |
+                grep -E 'wasmftpd::(ops|ftp::events)::|record_call|prometheus_client::' |
+                grep '\[' | head -25 >&2 || true
         fi
         rm -f "$out"*
     done
+    done
 done
 
-echo "| case | instructions/op off | on | ratio |"
+median() { tr ' ' '\n' | grep . | sort -n | awk '{ v[NR] = $1 } END { print (NR % 2 ? v[(NR + 1) / 2] : int((v[NR / 2] + v[NR / 2 + 1]) / 2)) }'; }
+
+echo "| case | instructions/op off (median of $ROUNDS) | on | ratio |"
 echo "|---|---|---|---|"
 for case in $CASES; do
-    off=${IPO[$case,off]:-0}; on=${IPO[$case,on]:-0}
+    off=$(median <<<"${IPO[$case,off]:-0}"); on=$(median <<<"${IPO[$case,on]:-0}")
     awk -v c="$case" -v a="$off" -v b="$on" 'BEGIN {
         printf "| %s | %\047d | %\047d | %s |\n", c, a, b, (a > 0 ? sprintf("%.4f", b / a) : "-") }'
 done

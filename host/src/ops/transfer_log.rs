@@ -44,6 +44,20 @@ pub enum Action {
     Rmdir,
 }
 
+impl Action {
+    /// The JSON name (`action`).
+    fn name(self) -> &'static str {
+        match self {
+            Action::Upload => "upload",
+            Action::Download => "download",
+            Action::Delete => "delete",
+            Action::Rename => "rename",
+            Action::Mkdir => "mkdir",
+            Action::Rmdir => "rmdir",
+        }
+    }
+}
+
 /// One line of the log. Borrows what it names: the session already has it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Entry<'a> {
@@ -99,12 +113,53 @@ impl<'a> Entry<'a> {
         self
     }
 
+    /// The JSON line, written out by hand: the same text serde_json makes
+    /// of this struct (a unit test holds the two equal), at a third of the
+    /// cost, since names and values rarely need escaping.
     fn json_line(&self) -> Vec<u8> {
-        let mut line = Vec::with_capacity(256);
-        // Serializing plain fields into memory cannot fail.
-        let _ = serde_json::to_writer(&mut line, self);
-        line.push(b'\n');
-        line
+        let mut out = Vec::with_capacity(256);
+        out.extend_from_slice(b"{\"time\":\"");
+        push_rfc3339_millis(&mut out, &self.time);
+        out.extend_from_slice(b"\",\"site\":");
+        push_json_str(&mut out, self.site);
+        out.extend_from_slice(b",\"user\":");
+        push_json_str(&mut out, self.user);
+        out.extend_from_slice(b",\"client_address\":\"");
+        match self.client_address {
+            // By hand: `Display` goes through the formatting machinery
+            // (a third of the line's cost).
+            IpAddr::V4(ip) => {
+                for (i, octet) in ip.octets().into_iter().enumerate() {
+                    if i > 0 {
+                        out.push(b'.');
+                    }
+                    push_u64(&mut out, octet.into());
+                }
+            }
+            IpAddr::V6(ip) => {
+                use std::io::Write;
+                let _ = write!(out, "{ip}");
+            }
+        }
+        out.extend_from_slice(b"\",\"action\":\"");
+        out.extend_from_slice(self.action.name().as_bytes());
+        out.extend_from_slice(b"\",\"path\":");
+        push_json_str(&mut out, self.path);
+        out.extend_from_slice(b",\"target\":");
+        match self.target {
+            Some(target) => push_json_str(&mut out, target),
+            None => out.extend_from_slice(b"null"),
+        }
+        out.extend_from_slice(b",\"bytes\":");
+        push_u64(&mut out, self.bytes);
+        out.extend_from_slice(b",\"duration_ms\":");
+        push_u64(&mut out, self.duration_ms);
+        out.extend_from_slice(if self.ok {
+            b",\"ok\":true}\n"
+        } else {
+            b",\"ok\":false}\n"
+        });
+        out
     }
 
     /// `current-time transfer-time remote-host file-size filename
@@ -142,6 +197,71 @@ impl<'a> Entry<'a> {
             .into_bytes(),
         )
     }
+}
+
+/// A JSON string: as it is when nothing in it needs escaping (the usual
+/// case), else as serde_json escapes it.
+fn push_json_str(out: &mut Vec<u8>, text: &str) {
+    if text.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push(b'"');
+        out.extend_from_slice(text.as_bytes());
+        out.push(b'"');
+    } else {
+        // Writing into memory cannot fail.
+        let _ = serde_json::to_writer(&mut *out, text);
+    }
+}
+
+fn push_u64(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
+}
+
+/// `n` in `width` digits, zero-padded.
+fn push_padded(out: &mut Vec<u8>, n: u32, width: usize) {
+    let mut digits = [b'0'; 10];
+    let mut n = n;
+    for d in digits[..width].iter_mut().rev() {
+        *d = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+    out.extend_from_slice(&digits[..width]);
+}
+
+/// `2026-12-02T10:11:12.345Z`, as chrono's `to_rfc3339_opts(Millis, true)`
+/// writes it for years 0 to 9999.
+fn push_rfc3339_millis(out: &mut Vec<u8>, time: &DateTime<Utc>) {
+    use chrono::{Datelike, Timelike};
+    let year = time.year();
+    if !(0..=9999).contains(&year) {
+        out.extend_from_slice(time.to_rfc3339_opts(SecondsFormat::Millis, true).as_bytes());
+        return;
+    }
+    push_padded(out, year as u32, 4);
+    out.push(b'-');
+    push_padded(out, time.month(), 2);
+    out.push(b'-');
+    push_padded(out, time.day(), 2);
+    out.push(b'T');
+    push_padded(out, time.hour(), 2);
+    out.push(b':');
+    push_padded(out, time.minute(), 2);
+    out.push(b':');
+    // A leap second's nanoseconds go past 10^9: chrono writes second 60.
+    let nanos = time.nanosecond();
+    push_padded(out, time.second() + nanos / 1_000_000_000, 2);
+    out.push(b'.');
+    push_padded(out, nanos % 1_000_000_000 / 1_000_000, 3);
+    out.push(b'Z');
 }
 
 /// xferlog fields are separated by spaces: whitespace in a name becomes `_`
@@ -523,6 +643,65 @@ mod tests {
         assert_eq!(value["target"], "/b");
         assert_eq!(value["bytes"], 4096);
         assert_eq!(value["ok"], true);
+    }
+
+    #[test]
+    fn json_line_is_what_serde_json_makes() {
+        let mut times = vec![
+            Utc::now(),
+            "2026-01-02T03:04:05Z".parse().unwrap(),
+            "2026-12-31T23:59:59.999999Z".parse().unwrap(),
+            "0099-01-01T00:00:00.5Z".parse().unwrap(),
+        ];
+        // A leap second.
+        times.push(
+            chrono::NaiveDate::from_ymd_opt(2016, 12, 31)
+                .unwrap()
+                .and_hms_milli_opt(23, 59, 59, 1_250)
+                .unwrap()
+                .and_utc(),
+        );
+        let names = [
+            "/plain.bin",
+            "/a \"quoted\" \\ name",
+            "/tab\there\nnewline\u{1}",
+            "/\u{e9}t\u{e9} \u{1f600}",
+            "",
+        ];
+        for (i, time) in times.into_iter().enumerate() {
+            for (j, name) in names.iter().enumerate() {
+                let mut e = entry(Action::Upload);
+                e.time = time;
+                e.path = name;
+                e.user = names[(j + 1) % names.len()];
+                e.target = (i % 2 == 0).then_some(*name);
+                e.ok = j % 2 == 0;
+                e.bytes = u64::MAX >> (i * 7);
+                e.duration_ms = j as u64;
+                e.client_address = ["192.0.2.7", "2001:db8::1", "0.0.0.0", "255.10.100.1"][j % 4]
+                    .parse()
+                    .unwrap();
+                let mut expected = serde_json::to_vec(&e).unwrap();
+                expected.push(b'\n');
+                assert_eq!(
+                    String::from_utf8(e.json_line()).unwrap(),
+                    String::from_utf8(expected).unwrap()
+                );
+            }
+        }
+        for action in [
+            Action::Upload,
+            Action::Download,
+            Action::Delete,
+            Action::Rename,
+            Action::Mkdir,
+            Action::Rmdir,
+        ] {
+            assert_eq!(
+                serde_json::to_value(action).unwrap(),
+                serde_json::Value::from(action.name())
+            );
+        }
     }
 
     #[test]

@@ -28,6 +28,22 @@ pub(super) use generated::BUILTIN_NAMES;
 /// sessions is the design target, plus headroom for logins.
 const POOL_INSTANCES: u32 = 10_500;
 
+/// Replaces [`POOL_INSTANCES`] (for profiling: valgrind cannot reserve the
+/// address space of the full pool; bench/ops-instructions.sh sets it).
+const POOL_VARIABLE: &str = "WASMFTPD_PLUGIN_POOL";
+
+fn pool_instances() -> anyhow::Result<u32> {
+    match std::env::var(POOL_VARIABLE) {
+        Err(_) => Ok(POOL_INSTANCES),
+        Ok(text) => match text.trim().parse::<u32>() {
+            Ok(n) if n >= 4 => Ok(n),
+            _ => bail!(
+                "environment variable {POOL_VARIABLE}: `{text}` is not a number of instances (4 or more)"
+            ),
+        },
+    }
+}
+
 /// Largest linear memory any plugin may have; a site's `limits.memory` above this
 /// is refused at load. Also the virtual address space reserved per memory slot:
 /// 10,500 slots × (512 MiB + 2 × 32 MiB guards) ≈ 5.6 TiB of the 128 TiB a
@@ -88,10 +104,11 @@ pub(super) struct PluginEngine {
 
 impl PluginEngine {
     pub fn new(opts: RuntimeOptions) -> anyhow::Result<Self> {
-        let engine = Engine::new(&engine_config())
+        let instances = pool_instances()?;
+        let engine = Engine::new(&engine_config(instances))
             .map_err(anyhow::Error::from)
             .with_context(|| {
-                format!("creating the plugin engine (pool of {POOL_INSTANCES} instances)")
+                format!("creating the plugin engine (pool of {instances} instances)")
             })?;
         start_epoch_ticker(engine.weak())?;
         let linker = host_linker(&engine)?;
@@ -222,18 +239,18 @@ fn check_is_component(bytes: &[u8]) -> anyhow::Result<()> {
     }
 }
 
-fn engine_config() -> Config {
+fn engine_config(instances: u32) -> Config {
     let mut pool = PoolingAllocationConfig::new();
-    pool.total_component_instances(POOL_INSTANCES)
+    pool.total_component_instances(instances)
         // A Rust component instantiates 3 core modules (its code plus two
         // small shims) and has one memory and 2 tables; C and JS components
         // with the preview1 adapter have a few more.
-        .total_core_instances(4 * POOL_INSTANCES)
-        .total_memories(POOL_INSTANCES + POOL_INSTANCES / 4)
-        .total_tables(4 * POOL_INSTANCES)
+        .total_core_instances(4 * instances)
+        .total_memories(instances + instances / 4)
+        .total_tables(4 * instances)
         // Every store that has made an async call keeps its fiber stack, and a
         // session's store lives as long as the session.
-        .total_stacks(POOL_INSTANCES)
+        .total_stacks(instances)
         .max_memory_size(MAX_PLUGIN_MEMORY as usize);
     // Keep the pages a plugin dirtied resident when its slot is freed and
     // reset them with memset (finding them with PAGEMAP_SCAN where the kernel

@@ -85,6 +85,24 @@ pub struct Command {
     /// Argument syntax shown by `HELP verb`.
     pub help: &'static str,
     pub handler: Handler,
+    /// The verb as a number ([`verb_key`]): looking a verb up compares
+    /// integers, not strings (it happens several times per command).
+    key: u64,
+}
+
+/// A verb of up to four bytes packed into a number with its length (so a
+/// leading NUL byte makes another key); longer ones are no verb.
+const fn verb_key(verb: &[u8]) -> Option<u64> {
+    if verb.is_empty() || verb.len() > 4 {
+        return None;
+    }
+    let mut key = verb.len() as u64;
+    let mut i = 0;
+    while i < verb.len() {
+        key = (key << 8) | verb[i] as u64;
+        i += 1;
+    }
+    Some(key)
 }
 
 impl Command {
@@ -98,6 +116,10 @@ impl Command {
             feat_needs_tls: false,
             help,
             handler,
+            key: match verb_key(verb.as_bytes()) {
+                Some(key) => key,
+                None => panic!("verbs have one to four letters"),
+            },
         }
     }
 
@@ -233,17 +255,39 @@ pub static COMMANDS: &[Command] = &[
 
 /// The table row for an (upper-case) verb.
 pub fn lookup(verb: &str) -> Option<&'static Command> {
-    COMMANDS.iter().find(|c| c.verb == verb)
+    index(verb).map(|i| &COMMANDS[i])
 }
 
 /// The row number of an (upper-case) verb in [`COMMANDS`].
 pub fn index(verb: &str) -> Option<usize> {
-    COMMANDS.iter().position(|c| c.verb == verb)
+    let key = verb_key(verb.as_bytes())?;
+    COMMANDS.iter().position(|c| c.key == key)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_verb_is_found_and_nothing_else() {
+        for (i, c) in COMMANDS.iter().enumerate() {
+            assert_eq!(index(c.verb), Some(i));
+            assert_eq!(lookup(c.verb).map(|f| f.verb), Some(c.verb));
+        }
+        for other in [
+            "",
+            "US",
+            "USERS",
+            "user",
+            "USER ",
+            "XYZZY",
+            "US\0R",
+            "\0CWD",
+            "\u{e9}\u{e9}",
+        ] {
+            assert_eq!(index(other), None, "{other:?}");
+        }
+    }
 
     #[test]
     fn verbs_are_unique_and_upper_case() {
