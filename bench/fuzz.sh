@@ -51,8 +51,10 @@ for target in "${target_list[@]}"; do
         -artifact_prefix="artifacts/$target/" >"$log" 2>&1
     status=$?
     set -e
-    # With -jobs, libFuzzer writes each job's output to fuzz-N.log.
-    stats=$(cat "$log" fuzz-*.log 2>/dev/null || true)
+    # With -jobs, libFuzzer writes each job's output to fuzz-N.log and, when
+    # the job ends, copies it into its own output: read that copy only (both
+    # would count every run twice).
+    stats=$(cat "$log")
     rm -f fuzz-*.log
     runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' <<<"$stats" | awk '{s += $2} END {print s + 0}')
     corpus=$(find "work/$target" -type f | wc -l)
