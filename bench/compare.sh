@@ -34,6 +34,9 @@
 #                                         server `wasmftpd-b` (name it in SERVERS): a
 #                                         second wasmftpd build [WASMFTPD] and/or extra
 #                                         environment, for A/B runs of our own changes
+#   WASMFTPD_B_STORAGE_CONFIG="K = V"     TOML lines under wasmftpd-b's
+#                                         [site.bench.storage.config], e.g.
+#                                         "atomic_uploads = false" (the splice path)
 #   TRIVIAL_AUTH_PLUGIN=path.wasm         auth plugin for the trivial-auth login run
 #                                         (default: builtin auth-static, anonymous);
 #                                         its config is TRIVIAL_AUTH_CONFIG (TOML lines
@@ -485,7 +488,7 @@ start_pureftpd() {
     else STATUS[pure-ftpd]="failed: did not start (log above)"; fi
 }
 
-wasmftpd_config() { # file passive-range auth-plugin auth-config-lines
+wasmftpd_config() { # file passive-range auth-plugin auth-config-lines [storage-config-lines]
     cat >"$1" <<EOF
 [server]
 listen = ["127.0.0.1:0"]
@@ -504,6 +507,8 @@ $4
 plugin = "builtin:storage-fs"
 [site.bench.storage.dirs]
 "/" = "$ROOT"
+[site.bench.storage.config]
+${5:-}
 EOF
 }
 
@@ -566,7 +571,7 @@ start_wasmftpd_b() {
     wasmftpd_config "$WORK/wasmftpd-b.toml" 48000-48999 "builtin:auth-static" \
         "[site.bench.auth.config.users.$BENCH_USER]
 password = \"$HASH\"
-home = \"/\""
+home = \"/\"" "${WASMFTPD_B_STORAGE_CONFIG:-}"
     start_wasmftpd_one wasmftpd-b "$WORK/wasmftpd-b.toml" "$TESTS" "$bin" "${WASMFTPD_B_ENV:-}"
 }
 
