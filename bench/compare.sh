@@ -37,6 +37,9 @@
 #   WASMFTPD_B_STORAGE_CONFIG="K = V"     TOML lines under wasmftpd-b's
 #                                         [site.bench.storage.config], e.g.
 #                                         "atomic_uploads = false" (the splice path)
+#   WASMFTPD_B_SERVER_EXTRA="..."         wasmftpd-b's [server] lines instead of
+#                                         WASMFTPD_SERVER_EXTRA (ops cost: with and
+#                                         without the transfer log in one run)
 #   TRIVIAL_AUTH_PLUGIN=path.wasm         auth plugin for the trivial-auth login run
 #                                         (default: builtin auth-static, anonymous);
 #                                         its config is TRIVIAL_AUTH_CONFIG (TOML lines
@@ -568,7 +571,8 @@ start_wasmftpd_b() {
     ORDER+=(wasmftpd-b)
     local bin=${WASMFTPD_B:-$WASMFTPD}
     [ -x "$bin" ] || { STATUS[wasmftpd-b]="skipped: no binary at $bin (set WASMFTPD_B)"; return; }
-    wasmftpd_config "$WORK/wasmftpd-b.toml" 48000-48999 "builtin:auth-static" \
+    WASMFTPD_SERVER_EXTRA=${WASMFTPD_B_SERVER_EXTRA-${WASMFTPD_SERVER_EXTRA:-}} \
+        wasmftpd_config "$WORK/wasmftpd-b.toml" 48000-48999 "builtin:auth-static" \
         "[site.bench.auth.config.users.$BENCH_USER]
 password = \"$HASH\"
 home = \"/\"" "${WASMFTPD_B_STORAGE_CONFIG:-}"
