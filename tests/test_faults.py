@@ -401,6 +401,40 @@ def test_atomic_uploads_hide_the_file_until_complete(tmp_path):
         server.stop()
 
 
+def test_atomic_upload_cut_by_a_reset_leaves_nothing(tmp_path):
+    """An atomic upload big enough to go through splice (past 256 KiB), cut by
+    a reset half-way: 426, nothing under the final name, no temporary file,
+    and the next upload of the session completes."""
+    root = tmp_path / "root"
+    root.mkdir()
+    config = tmp_path / "wasmftpd.toml"
+    config.write_text(SERVER_DEFAULTS + storage_fs_site(root))  # default: atomic
+    server = start_server(config)
+    try:
+        client = server.ftp()
+        client.voidcmd("TYPE I")
+        conn = client.transfercmd("STOR big.bin")
+        conn.sendall(b"b" * (4 << 20))
+        deadline = time.monotonic() + 10
+        while sum(p.stat().st_size for p in root.iterdir()) < (2 << 20):
+            assert time.monotonic() < deadline, "the server stored too little too slowly"
+            time.sleep(0.01)
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        conn.close()
+        reply = client.getmultiline()
+        assert reply.startswith("426"), reply
+        deadline = time.monotonic() + 5
+        while os.listdir(root):
+            assert time.monotonic() < deadline, f"left behind: {os.listdir(root)}"
+            time.sleep(0.02)
+        client.storbinary("STOR big.bin", io.BytesIO(b"c" * (3 << 20)))
+        assert (root / "big.bin").read_bytes() == b"c" * (3 << 20)
+        assert os.listdir(root) == ["big.bin"]
+        client.quit()
+    finally:
+        server.stop()
+
+
 def test_atomic_uploads_off_writes_in_place(tmp_path):
     root = tmp_path / "root"
     root.mkdir()

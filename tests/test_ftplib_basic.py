@@ -321,10 +321,9 @@ def test_stor_interrupted_keeps_received_bytes(server):
 
 def test_large_stor_cut_by_a_reset_keeps_a_prefix(make_server, tmp_path):
     """Past its first 256 KiB a binary upload is moved socket -> pipe -> file
-    in the kernel (splice; storage-fs's stream path, which it takes for
-    uploads written in place: `atomic_uploads = false`). Cut by a reset
-    half-way, it still keeps a prefix of what was sent, the client gets 426
-    and the session goes on."""
+    in the kernel (splice; storage-fs's stream path). Written in place here
+    (`atomic_uploads = false`): cut by a reset half-way, it keeps a prefix of
+    what was sent, the client gets 426 and the session goes on."""
     sites = site_toml("main", {"demo": ("demo", "all")}, tmp_path / "root")
     server = make_server(sites=sites + "[site.main.storage.config]\natomic_uploads = false\n")
     data = payload(6 * 1024 * 1024, seed="cut")

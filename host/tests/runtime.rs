@@ -1423,7 +1423,7 @@ async fn event_plugins_deliver_and_fail_alone() {
 async fn stream_writes_name_their_file_for_splice() {
     use std::os::unix::fs::FileExt;
     let root = tempfile::tempdir().expect("tempdir");
-    // Uploads written in place take the stream path (atomic ones are chunked).
+    // Uploads written in place (atomic ones: the next test).
     let storage = fs_storage(root.path(), &[("atomic_uploads", "false")]);
 
     let mut writer = storage
@@ -1462,4 +1462,78 @@ async fn stream_writes_name_their_file_for_splice() {
         .await
         .expect("open_write");
     assert!(writer.os_file().is_none());
+}
+
+/// Names in `dir`, sorted.
+fn names_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .expect("read_dir")
+        .map(|entry| {
+            entry
+                .expect("entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+/// An atomic upload (storage-fs's default) keeps the native fast path: its
+/// `committed` sink names the temporary file for `splice`, nothing appears
+/// under the final name until `finish`, which renames it into place. Dropped
+/// without `finish`, the temporary file goes and the old content stays.
+#[tokio::test]
+async fn atomic_uploads_stream_and_commit_on_finish() {
+    use std::os::unix::fs::FileExt;
+    let root = tempfile::tempdir().expect("tempdir");
+    let storage = fs_storage(root.path(), &[]);
+
+    let mut writer = storage
+        .open_write("/up.bin", WriteMode::Truncate)
+        .await
+        .expect("open_write");
+    let (file, at) = writer.os_file().expect("an atomic upload names its file");
+    assert_eq!(at, 0);
+    writer
+        .write(bytes::Bytes::from_static(b"head-"))
+        .await
+        .expect("write");
+    file.write_all_at(b"spliced", at + 5).expect("write at");
+    drop(file);
+    let during = names_in(root.path());
+    assert_eq!(during.len(), 1, "{during:?}");
+    assert!(during[0].starts_with(".wasmftpd-upload."), "{during:?}");
+    writer.finish().await.expect("finish");
+    assert_eq!(names_in(root.path()), ["up.bin"]);
+    assert_eq!(
+        std::fs::read(root.path().join("up.bin")).expect("read"),
+        b"head-spliced"
+    );
+
+    // Interrupted: dropped without `finish`.
+    let mut writer = storage
+        .open_write("/up.bin", WriteMode::Truncate)
+        .await
+        .expect("open_write again");
+    writer
+        .write(bytes::Bytes::from_static(b"partial"))
+        .await
+        .expect("write");
+    drop(writer);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while names_in(root.path()).len() > 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "temporary file left: {:?}",
+            names_in(root.path())
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(names_in(root.path()), ["up.bin"]);
+    assert_eq!(
+        std::fs::read(root.path().join("up.bin")).expect("read"),
+        b"head-spliced"
+    );
 }

@@ -294,6 +294,10 @@ pub trait FileWriter: Send {
     /// Completes an upload. A writer dropped without `finish` was interrupted;
     /// what was written stays.
     async fn finish(self: Box<Self>) -> StorageResult<()>;
+    /// Ends an interrupted upload: as dropping the writer, but returns once
+    /// the storage has dealt with it (storage-fs has removed an atomic
+    /// upload's temporary file), so the client hears of the failure after.
+    async fn abandon(self: Box<Self>) {}
 }
 
 /// One session's view of a site's files. Methods take `&self` so a running

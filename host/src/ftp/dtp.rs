@@ -894,21 +894,30 @@ impl Flow for SpliceUpload {
     }
 
     async fn finish(mut self, ctx: &DataContext) -> Result<(), Failure> {
-        self.drained().await?;
-        self.write_head().await?;
+        let written = match self.drained().await {
+            Ok(()) => self.write_head().await,
+            Err(failure) => Err(failure),
+        };
+        if let Err(failure) = written {
+            self.writer.abandon().await;
+            return Err(failure);
+        }
         debug!(what = %ctx.what, spliced = self.splicing, "upload complete, finishing");
         self.writer.finish().await.map_err(Failure::Storage)
     }
 
     async fn fail(mut self, failure: Failure) -> Failure {
-        // Keep what was received; the writer is dropped unfinished.
-        if let Err(storage) = self.drained().await {
-            return storage;
-        }
-        match self.write_head().await {
-            Ok(()) => failure,
+        // Keep what was received; then the writer is released unfinished,
+        // before the client hears of the failure.
+        let failure = match self.drained().await {
             Err(storage) => storage,
-        }
+            Ok(()) => match self.write_head().await {
+                Ok(()) => failure,
+                Err(storage) => storage,
+            },
+        };
+        self.writer.abandon().await;
+        failure
     }
 }
 
@@ -1065,7 +1074,10 @@ impl StorageWriter {
         let Writer::Behind { task, .. } = std::mem::replace(&mut self.state, Writer::Failed) else {
             return Err(Failure::Storage(task_failed("writer already failed")));
         };
-        let (_, result) = join(task).await;
+        let (writer, result) = join(task).await;
+        if let Some(writer) = writer {
+            writer.abandon().await;
+        }
         Err(Failure::Storage(
             result
                 .err()
@@ -1086,15 +1098,24 @@ impl StorageWriter {
             // The writer's own error is the failure being reported.
             return None;
         }
-        self.flush(rest).await.err()
+        match self.flush(rest).await {
+            Ok(writer) => {
+                writer.abandon().await;
+                None
+            }
+            Err(failure) => Some(failure),
+        }
     }
 
     /// Writes `rest` after everything queued and hands back the writer.
     async fn flush(self, rest: Option<Bytes>) -> Result<Box<dyn FileWriter>, Failure> {
         match self.state {
             Writer::Inline(mut writer) => {
-                if let Some(rest) = rest {
-                    writer.write(rest).await.map_err(Failure::Storage)?;
+                if let Some(rest) = rest
+                    && let Err(e) = writer.write(rest).await
+                {
+                    writer.abandon().await;
+                    return Err(Failure::Storage(e));
                 }
                 Ok(writer)
             }
@@ -1105,7 +1126,12 @@ impl StorageWriter {
                 }
                 drop(tx);
                 let (writer, result) = join(task).await;
-                result.map_err(Failure::Storage)?;
+                if let Err(e) = result {
+                    if let Some(writer) = writer {
+                        writer.abandon().await;
+                    }
+                    return Err(Failure::Storage(e));
+                }
                 writer.ok_or_else(|| Failure::Storage(task_failed("writer task failed")))
             }
             Writer::Failed => Err(Failure::Storage(task_failed("writer already failed"))),

@@ -331,6 +331,26 @@ impl Session {
         }
         call.finish("write", result)?.map_err(storage_error)
     }
+
+    /// Releases an unfinished writer now: its destructor runs (storage-fs
+    /// removes an atomic upload's temporary file) before the caller goes on.
+    async fn release_writer(&self, generation: u64, writer: ResourceAny) {
+        let Ok(call) = self.begin().await else {
+            return;
+        };
+        let mut alive = Some(writer);
+        let Ok(mut call) = same_instance(call, generation, &mut alive) else {
+            return;
+        };
+        let context = call.context;
+        let deadline = call.deadline();
+        let (store, _) = call.parts();
+        let dropped = context
+            .bounded(&deadline, writer.resource_drop_async(&mut *store))
+            .await;
+        // A failure is logged and costs the instance, as for any call.
+        let _ = call.finish("drop writer", dropped);
+    }
 }
 
 impl Call<'_> {
@@ -526,7 +546,10 @@ impl Storage for WasmStorage {
                         .call_open_write(&mut *store, *session, path, mode)
                         .await?
                     {
-                        Ok(api::WriteSink::Stream(stream)) => Ok(Ok(stream)),
+                        Ok(api::WriteSink::Stream(stream)) => Ok(Ok((stream, None))),
+                        Ok(api::WriteSink::Committed(sink)) => {
+                            Ok(Ok((sink.stream, Some(sink.commit))))
+                        }
                         Ok(api::WriteSink::Chunks(writer)) => Ok(Err(writer)),
                         Err(e) => Err(e),
                     }
@@ -542,17 +565,17 @@ impl Storage for WasmStorage {
                         .call_open_write(&mut *store, path, mode)
                         .await?
                     {
-                        Ok(api01::WriteSink::Stream(stream)) => Ok(Ok(stream)),
+                        Ok(api01::WriteSink::Stream(stream)) => Ok(Ok((stream, None))),
                         Ok(api01::WriteSink::Chunks(writer)) => Ok(Err(writer)),
                         Err(e) => Err(e),
                     }
                 }
             };
             Ok(match answer {
-                Ok(Ok(stream)) => {
+                Ok(Ok((stream, commit))) => {
                     let os_file = file_io::take_os_sink(store.data_mut(), stream.rep());
                     let stream = store.data_mut().table().delete(stream)?;
-                    Ok(Sink::Stream(stream, os_file))
+                    Ok(Sink::Stream(stream, os_file, commit))
                 }
                 Ok(Err(writer)) => Ok(Sink::Chunks(writer)),
                 Err(e) => Err(e),
@@ -561,7 +584,15 @@ impl Storage for WasmStorage {
         let result = context.bounded(&deadline, future).await;
         let sink = call.finish("open-write", result)?.map_err(storage_error)?;
         Ok(match sink {
-            Sink::Stream(stream, os_file) => Box::new(StreamWriter { stream, os_file }),
+            Sink::Stream(stream, os_file, None) => Box::new(StreamWriter { stream, os_file }),
+            Sink::Stream(stream, os_file, Some(commit)) => Box::new(CommittedStreamWriter {
+                stream: StreamWriter { stream, os_file },
+                commit: ChunkWriter {
+                    session: self.session.clone(),
+                    resource: Some(commit),
+                    generation,
+                },
+            }),
             Sink::Chunks(resource) => Box::new(ChunkWriter {
                 session: self.session.clone(),
                 resource: Some(resource),
@@ -687,8 +718,13 @@ enum Source {
 
 enum Sink {
     /// With the file and offset behind it when it is our own unwritten file
-    /// stream (`file_io::take_os_sink`).
-    Stream(DynOutputStream, Option<(Arc<std::fs::File>, u64)>),
+    /// stream (`file_io::take_os_sink`), and the plugin's `commit` writer for
+    /// a `committed` sink.
+    Stream(
+        DynOutputStream,
+        Option<(Arc<std::fs::File>, u64)>,
+        Option<ResourceAny>,
+    ),
     Chunks(ResourceAny),
 }
 
@@ -739,6 +775,38 @@ impl FileWriter for StreamWriter {
     async fn finish(self: Box<Self>) -> StorageResult<()> {
         // Every write was flushed already; dropping the stream closes it.
         Ok(())
+    }
+}
+
+/// A `committed` sink: the bytes go to the stream natively; a complete upload
+/// then closes the stream and calls the plugin's `commit.finish` (storage-fs
+/// renames its temporary file into place). Dropped unfinished, the stream
+/// closes first and the plugin's writer is released without `finish`.
+struct CommittedStreamWriter {
+    stream: StreamWriter,
+    commit: ChunkWriter,
+}
+
+#[async_trait]
+impl FileWriter for CommittedStreamWriter {
+    async fn write(&mut self, data: Bytes) -> StorageResult<()> {
+        self.stream.write(data).await
+    }
+
+    fn os_file(&self) -> Option<(Arc<std::fs::File>, u64)> {
+        self.stream.os_file()
+    }
+
+    async fn finish(self: Box<Self>) -> StorageResult<()> {
+        let Self { stream, commit } = *self;
+        drop(stream);
+        Box::new(commit).finish().await
+    }
+
+    async fn abandon(self: Box<Self>) {
+        let Self { stream, commit } = *self;
+        drop(stream);
+        Box::new(commit).abandon().await
     }
 }
 
@@ -870,6 +938,18 @@ impl FileWriter for ChunkWriter {
         };
         let result = context.bounded(&deadline, future).await;
         call.finish("finish", result)?.map_err(storage_error)
+    }
+
+    async fn abandon(mut self: Box<Self>) {
+        let Some(resource) = self.resource.take() else {
+            return;
+        };
+        // A task of its own, as `write`: an ABOR that drops the transfer now
+        // never cancels the release half-way.
+        let session = Arc::clone(&self.session);
+        let generation = self.generation;
+        let _ =
+            tokio::spawn(async move { session.release_writer(generation, resource).await }).await;
     }
 }
 

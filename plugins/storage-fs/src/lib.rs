@@ -32,8 +32,8 @@ use std::cell::Cell;
 use std::rc::Rc;
 
 use exports::wasmftpd::plugin::storage::{
-    DirLister, Guest, GuestDirLister, GuestReader, GuestSession, GuestWriter, ReadSource, Reader,
-    Session, WriteMode, WriteSink, Writer,
+    CommittedStream, DirLister, Guest, GuestDirLister, GuestReader, GuestSession, GuestWriter,
+    ReadSource, Reader, Session, WriteMode, WriteSink, Writer,
 };
 use wasi::config::store;
 use wasi::filesystem::preopens;
@@ -376,8 +376,8 @@ const UPLOAD_PREFIX: &str = ".wasmftpd-upload.";
 
 impl Root {
     /// An upload written to a temporary file beside `rel` and renamed onto it
-    /// by `finish`. Always the chunk path: a `wasi:io` stream gives no sign
-    /// that the upload was complete, so it could not know when to rename.
+    /// by `finish`: a `committed` stream (the host writes the file natively,
+    /// then calls `finish`), or the chunk path when `chunks` is set.
     fn open_atomic(&self, rel: &str) -> Result<WriteSink, Error> {
         // Refuse now what the rename would refuse after the whole upload.
         match self.dir.stat_at(PathFlags::SYMLINK_FOLLOW, rel) {
@@ -408,16 +408,32 @@ impl Root {
                 Err(e) => return Err(fs_error(e)),
             }
         };
-        Ok(WriteSink::Chunks(Writer::new(ChunkWriter {
-            file,
-            position: Cell::new(0),
-            commit: Some(Commit {
-                dir: Rc::clone(&self.dir),
-                temp,
-                target: rel.to_string(),
-                done: Cell::new(false),
+        let commit = Commit {
+            dir: Rc::clone(&self.dir),
+            temp,
+            target: rel.to_string(),
+            done: Cell::new(false),
+        };
+        if self.chunks {
+            return Ok(WriteSink::Chunks(Writer::new(ChunkWriter {
+                file,
+                position: Cell::new(0),
+                commit: Some(commit),
+            })));
+        }
+        // If the stream cannot be made, `commit` is dropped unfinished and
+        // removes the temporary file.
+        let stream = file.write_via_stream(0).map_err(fs_error)?;
+        Ok(WriteSink::Committed(CommittedStream {
+            stream,
+            // `write` is never called on a committed sink's writer; `finish`
+            // renames, the destructor of an unfinished one removes.
+            commit: Writer::new(ChunkWriter {
+                file,
+                position: Cell::new(0),
+                commit: Some(commit),
             }),
-        })))
+        }))
     }
 }
 
