@@ -386,12 +386,17 @@ def visible_while_uploading(server, root):
     return during, after
 
 
-def test_atomic_uploads_hide_the_file_until_complete(tmp_path):
+def start_storage_fs_server(tmp_path, atomic=None):
+    """A server with one storage-fs site on a fresh root: (server, root)."""
     root = tmp_path / "root"
     root.mkdir()
     config = tmp_path / "wasmftpd.toml"
-    config.write_text(SERVER_DEFAULTS + storage_fs_site(root))  # default: atomic
-    server = start_server(config)
+    config.write_text(SERVER_DEFAULTS + storage_fs_site(root, atomic))
+    return start_server(config), root
+
+
+def test_atomic_uploads_hide_the_file_until_complete(tmp_path):
+    server, root = start_storage_fs_server(tmp_path)  # default: atomic
     try:
         during, after = visible_while_uploading(server, root)
         assert len(during) == 1 and during[0].startswith(".wasmftpd-upload."), during
@@ -405,11 +410,7 @@ def test_atomic_upload_cut_by_a_reset_leaves_nothing(tmp_path):
     """An atomic upload big enough to go through splice (past 256 KiB), cut by
     a reset half-way: 426, nothing under the final name, no temporary file,
     and the next upload of the session completes."""
-    root = tmp_path / "root"
-    root.mkdir()
-    config = tmp_path / "wasmftpd.toml"
-    config.write_text(SERVER_DEFAULTS + storage_fs_site(root))  # default: atomic
-    server = start_server(config)
+    server, root = start_storage_fs_server(tmp_path)  # default: atomic
     try:
         client = server.ftp()
         client.voidcmd("TYPE I")
@@ -419,8 +420,7 @@ def test_atomic_upload_cut_by_a_reset_leaves_nothing(tmp_path):
         while sum(p.stat().st_size for p in root.iterdir()) < (2 << 20):
             assert time.monotonic() < deadline, "the server stored too little too slowly"
             time.sleep(0.01)
-        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        conn.close()
+        reset(conn)
         reply = client.getmultiline()
         assert reply.startswith("426"), reply
         deadline = time.monotonic() + 5
@@ -436,11 +436,7 @@ def test_atomic_upload_cut_by_a_reset_leaves_nothing(tmp_path):
 
 
 def test_atomic_uploads_off_writes_in_place(tmp_path):
-    root = tmp_path / "root"
-    root.mkdir()
-    config = tmp_path / "wasmftpd.toml"
-    config.write_text(SERVER_DEFAULTS + storage_fs_site(root, atomic="false"))
-    server = start_server(config)
+    server, root = start_storage_fs_server(tmp_path, atomic="false")
     try:
         during, after = visible_while_uploading(server, root)
         assert during == ["new.bin"] and after == ["new.bin"]

@@ -1414,6 +1414,28 @@ async fn event_plugins_deliver_and_fail_alone() {
     );
 }
 
+/// Opens `path` for a new upload whose writer names its OS file (the splice
+/// path), writes `head-` through the writer and `spliced` straight into the
+/// file after it, as the data connection does; the upload is left unfinished.
+async fn head_then_spliced(
+    storage: &dyn Storage,
+    path: &str,
+) -> Box<dyn wasmftpd::backend::FileWriter> {
+    use std::os::unix::fs::FileExt;
+    let mut writer = storage
+        .open_write(path, WriteMode::Truncate)
+        .await
+        .expect("open_write");
+    let (file, at) = writer.os_file().expect("the writer names its file");
+    assert_eq!(at, 0);
+    writer
+        .write(bytes::Bytes::from_static(b"head-"))
+        .await
+        .expect("write");
+    file.write_all_at(b"spliced", at + 5).expect("write at");
+    writer
+}
+
 /// A storage-fs upload on the stream path names the file and offset behind
 /// its stream, for `splice`: bytes written first through the writer land from
 /// that offset on, bytes put into the file after them stay, and `finish`
@@ -1426,17 +1448,7 @@ async fn stream_writes_name_their_file_for_splice() {
     // Uploads written in place (atomic ones: the next test).
     let storage = fs_storage(root.path(), &[("atomic_uploads", "false")]);
 
-    let mut writer = storage
-        .open_write("/up.bin", WriteMode::Truncate)
-        .await
-        .expect("open_write");
-    let (file, at) = writer.os_file().expect("stream path names its file");
-    assert_eq!(at, 0);
-    writer
-        .write(bytes::Bytes::from_static(b"head-"))
-        .await
-        .expect("write");
-    file.write_all_at(b"spliced", at + 5).expect("write at");
+    let writer = head_then_spliced(&*storage, "/up.bin").await;
     writer.finish().await.expect("finish");
     assert_eq!(
         std::fs::read(root.path().join("up.bin")).expect("read"),
@@ -1486,22 +1498,10 @@ fn names_in(dir: &Path) -> Vec<String> {
 /// without `finish`, the temporary file goes and the old content stays.
 #[tokio::test]
 async fn atomic_uploads_stream_and_commit_on_finish() {
-    use std::os::unix::fs::FileExt;
     let root = tempfile::tempdir().expect("tempdir");
     let storage = fs_storage(root.path(), &[]);
 
-    let mut writer = storage
-        .open_write("/up.bin", WriteMode::Truncate)
-        .await
-        .expect("open_write");
-    let (file, at) = writer.os_file().expect("an atomic upload names its file");
-    assert_eq!(at, 0);
-    writer
-        .write(bytes::Bytes::from_static(b"head-"))
-        .await
-        .expect("write");
-    file.write_all_at(b"spliced", at + 5).expect("write at");
-    drop(file);
+    let writer = head_then_spliced(&*storage, "/up.bin").await;
     let during = names_in(root.path());
     assert_eq!(during.len(), 1, "{during:?}");
     assert!(during[0].starts_with(".wasmftpd-upload."), "{during:?}");
