@@ -753,11 +753,14 @@ impl Flow for Upload {
 /// `splice(2)` (ftp/splice.rs), never copied through our memory, at the
 /// offsets the writer's stream would have written them to.
 ///
-/// Two pipes: while a blocking thread empties one into the file (the costly
-/// half: page cache allocation and copy), this task fills the other from the
-/// socket, as [`Upload`] overlaps socket reads with storage writes. The
-/// writer is finished at the end as usual; after a failure (or ABOR) what was
-/// received is still written and the writer is dropped unfinished.
+/// One pipe, filled from the socket and emptied into the file by this task:
+/// measured on a quiet machine against two pipes with a blocking thread
+/// emptying one while the other fills, it took 23-34 % less CPU per GiB and
+/// moved 22-35 % more (docs/benchmarks.md, "Issue 15"): the hand-offs cost
+/// more than the overlap gained. Emptying a pipe is a page-cache write of at
+/// most one pipe's worth, as any inline file write. The writer is finished at
+/// the end as usual; after a failure (or ABOR) what was received is still
+/// written and the writer is released unfinished.
 struct SpliceUpload {
     tcp: TcpStream,
     writer: Box<dyn FileWriter>,
@@ -766,14 +769,10 @@ struct SpliceUpload {
     offset: u64,
     /// The start of the upload, until it outgrows one chunk.
     head: BytesMut,
-    /// Empty pipes; the first is made when the upload outgrows `head`.
-    free: Vec<Pipe>,
-    /// One pipe is emptied while the other fills: at most two are made.
-    pipes_made: u8,
+    /// Made when the upload outgrows `head`; empty between steps.
+    pipe: Option<Pipe>,
     /// Whether the upload outgrew `head` (then all further bytes are spliced).
     splicing: bool,
-    /// The pipe being emptied into the file, if any.
-    draining: Option<tokio::task::JoinHandle<(Pipe, io::Result<()>)>>,
 }
 
 impl SpliceUpload {
@@ -789,10 +788,8 @@ impl SpliceUpload {
             file,
             offset,
             head: BytesMut::with_capacity(CHUNK),
-            free: Vec::new(),
-            pipes_made: 0,
+            pipe: None,
             splicing: false,
-            draining: None,
         }
     }
 
@@ -804,36 +801,6 @@ impl SpliceUpload {
         let head = self.head.split().freeze();
         self.offset += head.len() as u64;
         self.writer.write(head).await.map_err(Failure::Storage)
-    }
-
-    /// Waits until the pipe being drained is in the file; it becomes free.
-    async fn drained(&mut self) -> Result<(), Failure> {
-        let Some(task) = self.draining.take() else {
-            return Ok(());
-        };
-        let (pipe, written) = task
-            .await
-            .map_err(|e| Failure::Storage(task_failed(&e.to_string())))?;
-        written.map_err(|e| Failure::Storage(file_error("write", e)))?;
-        self.free.push(pipe);
-        Ok(())
-    }
-
-    /// An empty pipe: a free one, a new one while fewer than two were made,
-    /// else the one being drained once it is.
-    async fn empty_pipe(&mut self) -> Result<Pipe, Failure> {
-        if let Some(pipe) = self.free.pop() {
-            return Ok(pipe);
-        }
-        if self.pipes_made < 2 {
-            self.pipes_made += 1;
-            return Pipe::new()
-                .map_err(|e| Failure::Storage(file_error("cannot create a pipe", e)));
-        }
-        self.drained().await?;
-        self.free
-            .pop()
-            .ok_or_else(|| Failure::Storage(task_failed("no pipe to splice through")))
     }
 }
 
@@ -854,7 +821,14 @@ impl Flow for SpliceUpload {
             }
             return Ok(n);
         }
-        let pipe = self.empty_pipe().await?;
+        if self.pipe.is_none() {
+            let pipe =
+                Pipe::new().map_err(|e| Failure::Storage(file_error("cannot create a pipe", e)))?;
+            self.pipe = Some(pipe);
+        }
+        let Some(pipe) = &self.pipe else {
+            return Err(Failure::Storage(task_failed("no pipe to splice through")));
+        };
         let tcp = &self.tcp;
         let fill = async {
             loop {
@@ -869,36 +843,21 @@ impl Flow for SpliceUpload {
         };
         let n = match timeout(ctx.timeout, fill).await {
             Ok(Ok(n)) => n,
-            Ok(Err(err)) => {
-                self.free.push(pipe);
-                return Err(err.into());
-            }
-            Err(_) => {
-                self.free.push(pipe);
-                return Err(Failure::stalled());
-            }
+            Ok(Err(err)) => return Err(err.into()),
+            Err(_) => return Err(Failure::stalled()),
         };
         if n == 0 {
-            self.free.push(pipe);
             return Ok(0);
         }
-        // In order: the previous pipe goes into the file before this one.
-        self.drained().await?;
-        let (file, mut offset) = (self.file.clone(), self.offset);
+        let mut offset = self.offset;
+        pipe.drain_into(self.file.as_fd(), &mut offset, n)
+            .map_err(|e| Failure::Storage(file_error("write", e)))?;
         self.offset += n as u64;
-        self.draining = Some(tokio::task::spawn_blocking(move || {
-            let written = pipe.drain_into(file.as_fd(), &mut offset, n);
-            (pipe, written)
-        }));
         Ok(n)
     }
 
     async fn finish(mut self, ctx: &DataContext) -> Result<(), Failure> {
-        let written = match self.drained().await {
-            Ok(()) => self.write_head().await,
-            Err(failure) => Err(failure),
-        };
-        if let Err(failure) = written {
+        if let Err(failure) = self.write_head().await {
             self.writer.abandon().await;
             return Err(failure);
         }
@@ -909,12 +868,9 @@ impl Flow for SpliceUpload {
     async fn fail(mut self, failure: Failure) -> Failure {
         // Keep what was received; then the writer is released unfinished,
         // before the client hears of the failure.
-        let failure = match self.drained().await {
+        let failure = match self.write_head().await {
+            Ok(()) => failure,
             Err(storage) => storage,
-            Ok(()) => match self.write_head().await {
-                Ok(()) => failure,
-                Err(storage) => storage,
-            },
         };
         self.writer.abandon().await;
         failure
