@@ -755,12 +755,12 @@ impl Flow for Upload {
 ///
 /// One pipe, filled from the socket and emptied into the file by this task:
 /// measured on a quiet machine against two pipes with a blocking thread
-/// emptying one while the other fills, it took 23-34 % less CPU per GiB and
-/// moved 22-35 % more (docs/benchmarks.md, "Issue 15"): the hand-offs cost
-/// more than the overlap gained. Emptying a pipe is a page-cache write of at
-/// most one pipe's worth, as any inline file write. The writer is finished at
-/// the end as usual; after a failure (or ABOR) what was received is still
-/// written and the writer is released unfinished.
+/// emptying one while the other fills, it took 23-40 % less CPU per GiB and
+/// moved more in four of six client runs (docs/benchmarks.md, "Issue 15"):
+/// the hand-offs cost more than the overlap gained. Emptying a pipe is a
+/// page-cache write of at most one pipe's worth, as any inline file write.
+/// The writer is finished at the end as usual; after a failure (or ABOR) what
+/// was received is still written and the writer is released unfinished.
 struct SpliceUpload {
     tcp: TcpStream,
     writer: Box<dyn FileWriter>,
@@ -821,14 +821,13 @@ impl Flow for SpliceUpload {
             }
             return Ok(n);
         }
-        if self.pipe.is_none() {
-            let pipe =
-                Pipe::new().map_err(|e| Failure::Storage(file_error("cannot create a pipe", e)))?;
-            self.pipe = Some(pipe);
-        }
-        let Some(pipe) = &self.pipe else {
-            return Err(Failure::Storage(task_failed("no pipe to splice through")));
+        let pipe = match self.pipe.take() {
+            Some(pipe) => pipe,
+            None => {
+                Pipe::new().map_err(|e| Failure::Storage(file_error("cannot create a pipe", e)))?
+            }
         };
+        let pipe = &*self.pipe.insert(pipe);
         let tcp = &self.tcp;
         let fill = async {
             loop {
