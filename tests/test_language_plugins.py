@@ -25,6 +25,7 @@ import io
 import os
 import re
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -257,12 +258,15 @@ def retr(client, path):
     return buf.getvalue()
 
 
-def site_config(tmp_path, auth, storage):
-    """A server config with one site `langs`; auth/storage: (plugin, config, dirs)."""
+def site_config(tmp_path, auth, storage, auth_keys=""):
+    """A server config with one site `langs`; auth/storage: (plugin, config, dirs);
+    auth_keys: more lines for the auth section."""
     out = [SERVER_DEFAULTS, "[site.langs]"]
     for section, (plugin, config, dirs) in (("auth", auth), ("storage", storage)):
         out.append(f"[site.langs.{section}]")
         out.append(f"plugin = {toml_str(str(plugin))}")
+        if section == "auth" and auth_keys:
+            out.append(auth_keys)
         out.append(f"[site.langs.{section}.config]")
         out += [f"{toml_str(k)} = {toml_str(v)}" for k, v in config.items()]
         out.append(f"[site.langs.{section}.dirs]")
@@ -316,6 +320,48 @@ def test_python_auth_and_c_storage_serve_ftplib(plugins, tmp_path):
         client.rmd("uploads")
         assert sorted(p.name for p in root.iterdir()) == ["hello.txt"]
         client.quit()
+    finally:
+        server.stop()
+
+
+def test_warm_auth_instances_see_password_file_edits_at_once(plugins, tmp_path):
+    """With `reuse_instances`, auth-passwd (Python) keeps its parsed password
+    file between logins; an edit still counts at the next login, whether the
+    file's time is fresh or set back to an older one (as a copy with `cp -p`
+    or an rsync would leave it)."""
+    users = tmp_path / "users"
+    users.mkdir()
+    passwd = users / "passwd"
+    passwd.write_text(f"alice:{sha_crypt('first pw', 'sha512')}\n")
+    old = time.time() - 3600
+    os.utime(passwd, (old, old))
+    root = tmp_path / "root"
+    root.mkdir()
+    config = site_config(
+        tmp_path,
+        auth=(plugins / "auth-passwd.wasm", {"file": "/passwd"}, {"/": users}),
+        storage=("builtin:storage-fs", {}, {"/": root}),
+        auth_keys="reuse_instances = true",
+    )
+    server = start_server(config)
+    try:
+        for _ in range(3):
+            server.ftp("alice", "first pw").quit()
+        with pytest.raises(ftplib.error_perm, match="^530"):
+            server.ftp("bob", "bob pw")
+
+        # Same length, set back to another old time: only (size, mtime) tell.
+        passwd.write_text(f"alice:{sha_crypt('other pw', 'sha512')}\n")
+        os.utime(passwd, (old - 60, old - 60))
+        with pytest.raises(ftplib.error_perm, match="^530"):
+            server.ftp("alice", "first pw")
+        server.ftp("alice", "other pw").quit()
+
+        # A fresh edit: bob is added, alice locked.
+        passwd.write_text(f"alice:!locked\nbob:{sha_crypt('bob pw', 'sha512')}\n")
+        server.ftp("bob", "bob pw").quit()
+        with pytest.raises(ftplib.error_perm, match="^530"):
+            server.ftp("alice", "other pw")
     finally:
         server.stop()
 

@@ -24,11 +24,16 @@ echo "u:$sha512" > "$users/passwd"
 run() { echo "=== $1"; shift; "$bin" plugin bench "$@" | grep -v '^plugin:'; }
 
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
-run "rust auth-static, SHA-512-crypt" --auth builtin:auth-static --config "users.u.password=$sha512" --login 'u:bench pw' --logins 50
-run "python auth-passwd, SHA-512-crypt" --auth "$plugins/auth-passwd.wasm" --dir "/=$users" --login 'u:bench pw' --logins 50
-run "javascript auth-rules, SHA-512-crypt" --auth "$plugins/auth-rules.wasm" --config "users.u.password=$sha512" --login 'u:bench pw' --logins 50
-run "rust auth-static, SHA-256-crypt" --auth builtin:auth-static --config "users.u.password=$sha256" --login 'u:bench pw' --logins 50
-run "javascript auth-rules, SHA-256-crypt" --auth "$plugins/auth-rules.wasm" --config "users.u.password=$sha256" --login 'u:bench pw' --logins 50
+# Each auth plugin twice: a fresh instance per login (the default) and warm
+# instances reused across logins (a site's `reuse_instances = true`).
+for reuse in "" --reuse-instances; do
+  mode="${reuse:+, reused instances}"
+  run "rust auth-static, SHA-512-crypt$mode" --auth builtin:auth-static --config "users.u.password=$sha512" --login 'u:bench pw' --logins 50 $reuse
+  run "python auth-passwd, SHA-512-crypt$mode" --auth "$plugins/auth-passwd.wasm" --dir "/=$users" --login 'u:bench pw' --logins 50 $reuse
+  run "javascript auth-rules, SHA-512-crypt$mode" --auth "$plugins/auth-rules.wasm" --config "users.u.password=$sha512" --login 'u:bench pw' --logins 50 $reuse
+  run "rust auth-static, SHA-256-crypt$mode" --auth builtin:auth-static --config "users.u.password=$sha256" --login 'u:bench pw' --logins 50 $reuse
+  run "javascript auth-rules, SHA-256-crypt$mode" --auth "$plugins/auth-rules.wasm" --config "users.u.password=$sha256" --login 'u:bench pw' --logins 50 $reuse
+done
 run "rust storage-fs (stream)" --storage builtin:storage-fs
 run "rust storage-fs (chunks)" --storage builtin:storage-fs --config data_path=chunks
 run "c storage-dir (chunks)" --storage "$plugins/storage-dir.wasm"

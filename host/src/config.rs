@@ -630,8 +630,22 @@ fn build_site(
         ));
     }
     let base = at.base();
-    let auth = plugin_spec(at, base, &name, &key_of("auth"), site.auth, false)?;
-    let storage = plugin_spec(at, base, &name, &key_of("storage"), site.storage, false)?;
+    let auth = plugin_spec(
+        at,
+        base,
+        &name,
+        &key_of("auth"),
+        site.auth,
+        PluginRole::Auth,
+    )?;
+    let storage = plugin_spec(
+        at,
+        base,
+        &name,
+        &key_of("storage"),
+        site.storage,
+        PluginRole::Storage,
+    )?;
     let key_prefix = key_of("");
     let proxy = proxy_settings(at, &key_prefix, site.proxy_protocol, site.trusted_proxies)?;
     if proxy.enabled && site.listen.is_empty() {
@@ -679,7 +693,7 @@ fn build_site(
             Some(q) => *q.get_ref(),
             None => crate::events::DEFAULT_QUEUE,
         };
-        let plugin = plugin_spec(at, base, &name, &key, raw, true)?;
+        let plugin = plugin_spec(at, base, &name, &key, raw, PluginRole::Events)?;
         events.push(EventConfig { plugin, queue });
     }
     Ok(SiteConfig {
@@ -756,21 +770,40 @@ fn tls_config(at: &Locator, key: &str, raw: RawTls) -> Result<TlsConfig, ConfigE
     })
 }
 
+/// Which section a plugin table is: some keys belong to one role only.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum PluginRole {
+    Auth,
+    Storage,
+    Events,
+}
+
 fn plugin_spec(
     at: &Locator,
     base: &Path,
     site: &str,
     key: &str,
     raw: Spanned<RawPlugin>,
-    event_handler: bool,
+    role: PluginRole,
 ) -> Result<PluginSpec, ConfigError> {
     let raw = raw.into_inner();
     let plugin_key = format!("{key}.plugin");
-    if let (Some(queue), false) = (&raw.queue, event_handler) {
+    if let Some(queue) = raw.queue.as_ref().filter(|_| role != PluginRole::Events) {
         return Err(at.error_at(
             Some(queue.span()),
             &format!("{key}.queue"),
             "only event handlers ([[events]] tables) have a queue",
+        ));
+    }
+    if let Some(reuse) = raw
+        .reuse_instances
+        .as_ref()
+        .filter(|_| role != PluginRole::Auth)
+    {
+        return Err(at.error_at(
+            Some(reuse.span()),
+            &format!("{key}.reuse_instances"),
+            "only auth plugins reuse instances (storage gets one per session, events one per handler)",
         ));
     }
     let source = match raw.plugin.get_ref().strip_prefix("builtin:") {
@@ -911,6 +944,7 @@ fn plugin_spec(
         },
         allowed_hosts,
         max_response_size,
+        reuse_instances: raw.reuse_instances.is_some_and(|r| r.into_inner()),
     })
 }
 
@@ -1147,6 +1181,8 @@ struct RawPlugin {
     max_response_size: Option<Spanned<HumanSize>>,
     /// Event handlers only: how many events may wait.
     queue: Option<Spanned<usize>>,
+    /// Auth only: keep warm instances between logins.
+    reuse_instances: Option<Spanned<bool>>,
 }
 
 /// A `dirs` value: `"srv"` or `{ path = "srv", mode = "write-only" }`.
@@ -1600,5 +1636,27 @@ plugin = "builtin:storage-fs"
         let text = MINIMAL.replace("memory_limit = \"32MiB\"", "call_timeout = \"0s\"");
         let err = parse_str(&text).unwrap_err();
         assert_eq!(err.key, "site.main.storage.call_timeout");
+    }
+    #[test]
+    fn only_auth_plugins_reuse_instances() {
+        assert!(
+            !parse_str(MINIMAL).expect("valid").sites[0]
+                .auth
+                .reuse_instances
+        );
+        let text = MINIMAL.replace(
+            "plugin = \"builtin:auth-static\"",
+            "plugin = \"builtin:auth-static\"\nreuse_instances = true",
+        );
+        assert!(
+            parse_str(&text).expect("valid").sites[0]
+                .auth
+                .reuse_instances
+        );
+        let text = MINIMAL.replace("memory_limit = \"32MiB\"", "reuse_instances = true");
+        let err = parse_str(&text).unwrap_err();
+        assert_eq!(err.key, "site.main.storage.reuse_instances");
+        assert_eq!(err.line, 14, "{err}");
+        assert!(err.to_string().contains("only auth plugins"), "{err}");
     }
 }

@@ -885,6 +885,64 @@ async fn an_auth_plugin_that_fails_costs_one_login() {
     }
 }
 
+/// How many logins the instance that answered has served (test-limits'
+/// `logins` attribute).
+fn instance_logins(account: &wasmftpd::backend::Account) -> u32 {
+    account
+        .attributes
+        .iter()
+        .find(|(k, _)| k == "logins")
+        .and_then(|(_, v)| v.parse().ok())
+        .expect("test-limits returns `logins`")
+}
+
+#[tokio::test]
+async fn auth_instances_are_fresh_per_login_unless_the_site_reuses_them() {
+    let fresh = runtime()
+        .load_auth(limits_spec(Duration::from_millis(500)))
+        .expect("load");
+    for _ in 0..3 {
+        let account = fresh.login(&credentials("a", "x")).await.expect("login");
+        assert_eq!(instance_logins(&account), 1);
+    }
+
+    let mut spec = limits_spec(Duration::from_millis(500));
+    spec.reuse_instances = true;
+    let warm = runtime().load_auth(spec).expect("load");
+    for n in 1..=3 {
+        let account = warm.login(&credentials("a", "x")).await.expect("login");
+        assert_eq!(
+            instance_logins(&account),
+            n,
+            "one warm instance serves login {n}"
+        );
+    }
+    // A failed login's instance is discarded, never handed on: the next login
+    // gets a fresh one, and so does each after another failure.
+    for bad in ["trap", "loop", "alloc"] {
+        let result = warm.login(&credentials(bad, "x")).await;
+        assert!(
+            matches!(result, Err(AuthError::PluginFailed(_))),
+            "{bad}: {result:?}"
+        );
+        let account = warm.login(&credentials("a", "x")).await.expect("login");
+        assert_eq!(instance_logins(&account), 1, "after {bad}");
+    }
+
+    // An instance retires after 1,000 logins, so whatever a plugin lets grow
+    // between logins is dropped now and then.
+    let mut last = 1;
+    for _ in 0..1_000 {
+        let account = warm.login(&credentials("a", "x")).await.expect("login");
+        let n = instance_logins(&account);
+        if n == 1 {
+            break;
+        }
+        last = n;
+    }
+    assert_eq!(last, 1_000, "the instance served exactly 1,000 logins");
+}
+
 /// Listings are read in blocks of 256 entries and a helper starts at 512:
 /// sizes on and around those boundaries list every entry exactly once, with
 /// its own size.
@@ -1321,8 +1379,8 @@ async fn outbound_http_reaches_only_allowed_hosts() {
         .await
         .expect("the allowed host answered 200");
     assert_eq!(
-        account.attributes,
-        vec![("from".to_string(), "test-limits".to_string())]
+        account.attributes[0],
+        ("from".to_string(), "test-limits".to_string())
     );
     assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 1);
 

@@ -81,6 +81,9 @@ pub struct PluginArgs {
     /// Where compiled components are cached (default: the server's cache directory).
     #[arg(long, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
+    /// Auth: reuse warm instances across logins, as a site's `reuse_instances = true`.
+    #[arg(long)]
+    pub reuse_instances: bool,
 }
 
 #[derive(Args)]
@@ -257,6 +260,7 @@ impl Loaded {
                 call_timeout: args.call_timeout,
                 ..PluginLimits::default()
             },
+            reuse_instances: args.reuse_instances,
             ..PluginSpec::new("kit", source)
         };
         let cache_dir = if cache {

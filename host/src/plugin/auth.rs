@@ -1,10 +1,15 @@
-//! [`Authenticator`] on top of an auth plugin. Each login gets a fresh instance
-//! (~11 µs with the pooling allocator), so a plugin can keep no state between
-//! logins and a failed call needs no clean-up: the instance is simply dropped.
+//! [`Authenticator`] on top of an auth plugin. By default each login gets a
+//! fresh instance (~11 µs with the pooling allocator), so a plugin keeps no
+//! state between logins and a failed call needs no clean-up: the instance is
+//! simply dropped. A site may instead let finished logins hand their instance
+//! to later ones (`reuse_instances`, [`WarmInstances`]): for an interpreter
+//! inside a component (CPython, SpiderMonkey) a fresh instance costs
+//! milliseconds of page faults and start-up code per login.
 //! A plugin built for contract 0.1.0 is called through its own bindings; its
 //! accounts simply have no limits and no attributes.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use wasmtime::Store;
@@ -26,6 +31,8 @@ pub(super) const MAX_ATTRIBUTE_LEN: usize = 4096;
 pub(super) struct WasmAuthenticator {
     context: Arc<PluginContext>,
     pre: Pre,
+    /// Present when the site reuses instances.
+    warm: Option<WarmInstances>,
 }
 
 enum Pre {
@@ -33,8 +40,84 @@ enum Pre {
     V02(AuthPluginPre<HostState>),
 }
 
+/// An instantiated plugin, ready for `login`.
+enum Instance {
+    V01(AuthPlugin01),
+    V02(AuthPlugin),
+}
+
+/// A store with its instance, between logins.
+struct Warm {
+    store: Store<HostState>,
+    instance: Instance,
+    logins: u32,
+    idle_since: Instant,
+}
+
+/// Instances whose last login ended normally (an account or a refusal; a
+/// trap, overrun or memory fault discards the instance), kept for later
+/// logins of the same site. Bounded three ways so a site's warm instances
+/// cannot pile up: at most [`WarmInstances::max_idle`] wait at once, each
+/// serves at most [`MAX_LOGINS_PER_INSTANCE`] logins (whatever a plugin lets
+/// grow between logins is dropped now and then), and one idle for
+/// [`MAX_IDLE`] is dropped at the next login or return.
+struct WarmInstances {
+    idle: Mutex<Vec<Warm>>,
+    max_idle: usize,
+}
+
+const MAX_LOGINS_PER_INSTANCE: u32 = 1_000;
+const MAX_IDLE: Duration = Duration::from_secs(60);
+
+impl WarmInstances {
+    fn new() -> Self {
+        // Logins in flight at once are bounded by the cores (the hash work
+        // runs one per core): twice that many covers the ones between calls.
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        WarmInstances {
+            idle: Mutex::new(Vec::new()),
+            max_idle: 2 * cores,
+        }
+    }
+
+    /// The most recently used idle instance, if any.
+    fn take(&self) -> Option<Warm> {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        Self::drop_stale(&mut idle);
+        idle.pop()
+    }
+
+    fn give_back(&self, mut warm: Warm) {
+        warm.logins += 1;
+        if warm.logins >= MAX_LOGINS_PER_INSTANCE {
+            return;
+        }
+        warm.idle_since = Instant::now();
+        let stale = {
+            let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+            let stale = Self::drop_stale(&mut idle);
+            if idle.len() < self.max_idle {
+                idle.push(warm);
+            }
+            stale
+        };
+        // Stores are dropped outside the lock: freeing an instance takes time.
+        drop(stale);
+    }
+
+    /// Removes (and returns, to be dropped) instances idle for too long; the
+    /// oldest are at the front.
+    fn drop_stale(idle: &mut Vec<Warm>) -> Vec<Warm> {
+        let fresh = idle
+            .iter()
+            .position(|w| w.idle_since.elapsed() < MAX_IDLE)
+            .unwrap_or(idle.len());
+        idle.drain(..fresh).collect()
+    }
+}
+
 impl WasmAuthenticator {
-    pub fn new(loaded: Loaded) -> anyhow::Result<Self> {
+    pub fn new(loaded: Loaded, reuse_instances: bool) -> anyhow::Result<Self> {
         let pre = match loaded.context.version {
             ContractVersion::V01 => Pre::V01(AuthPluginPre01::new(loaded.pre)?),
             ContractVersion::V02 => Pre::V02(AuthPluginPre::new(loaded.pre)?),
@@ -42,29 +125,34 @@ impl WasmAuthenticator {
         Ok(WasmAuthenticator {
             context: loaded.context,
             pre,
+            warm: reuse_instances.then(WarmInstances::new),
+        })
+    }
+
+    async fn instantiate(&self, store: &mut Store<HostState>) -> wasmtime::Result<Instance> {
+        self.context.arm(store);
+        Ok(match &self.pre {
+            Pre::V02(pre) => Instance::V02(pre.instantiate_async(&mut *store).await?),
+            Pre::V01(pre) => Instance::V01(pre.instantiate_async(&mut *store).await?),
         })
     }
 
     async fn call(
         &self,
         store: &mut Store<HostState>,
+        instance: &Instance,
         request: &wit::Credentials,
     ) -> wasmtime::Result<Result<Account, wit::Refusal>> {
-        let context = &self.context;
-        match &self.pre {
-            Pre::V02(pre) => {
-                context.arm(store);
-                let plugin: AuthPlugin = pre.instantiate_async(&mut *store).await?;
-                context.arm(store);
+        self.context.arm(store);
+        match instance {
+            Instance::V02(plugin) => {
                 let answer = plugin
                     .wasmftpd_plugin_auth()
                     .call_login(&mut *store, request)
                     .await?;
                 Ok(answer.map(account))
             }
-            Pre::V01(pre) => {
-                context.arm(store);
-                let plugin: AuthPlugin01 = pre.instantiate_async(&mut *store).await?;
+            Instance::V01(plugin) => {
                 let request = wit01::Credentials {
                     user: request.user.clone(),
                     password: request.password.clone(),
@@ -72,7 +160,6 @@ impl WasmAuthenticator {
                     tls: request.tls,
                     site: request.site.clone(),
                 };
-                context.arm(store);
                 let answer = plugin
                     .wasmftpd_plugin_auth()
                     .call_login(&mut *store, &request)
@@ -103,9 +190,17 @@ impl WasmAuthenticator {
 #[async_trait]
 impl Authenticator for WasmAuthenticator {
     async fn login(&self, credentials: &Credentials) -> Result<Account, AuthError> {
-        let mut store = self.context.new_store().map_err(|e| {
-            AuthError::PluginFailed(self.context.describe_failure("instantiate", e))
-        })?;
+        // A warm instance if the site reuses them and one is idle, else a new
+        // store, instantiated inside the bounded call.
+        let (mut store, warm) = match self.warm.as_ref().and_then(WarmInstances::take) {
+            Some(warm) => (warm.store, Some((warm.instance, warm.logins))),
+            None => {
+                let store = self.context.new_store().map_err(|e| {
+                    AuthError::PluginFailed(self.context.describe_failure("instantiate", e))
+                })?;
+                (store, None)
+            }
+        };
         let request = wit::Credentials {
             user: credentials.user.clone(),
             password: credentials.password.clone(),
@@ -116,11 +211,26 @@ impl Authenticator for WasmAuthenticator {
         let deadline = store.data().deadline.clone();
         let result = self
             .context
-            .bounded(&deadline, self.call(&mut store, &request))
+            .bounded(&deadline, async {
+                let (instance, logins) = match warm {
+                    Some(warm) => warm,
+                    None => (self.instantiate(&mut store).await?, 0),
+                };
+                let answer = self.call(&mut store, &instance, &request).await?;
+                Ok((instance, logins, answer))
+            })
             .await;
         let answer = match result {
-            Ok(answer) => {
+            Ok((instance, logins, answer)) => {
                 self.context.record_call(store.data(), "login", None);
+                if let Some(warm) = &self.warm {
+                    warm.give_back(Warm {
+                        store,
+                        instance,
+                        logins,
+                        idle_since: Instant::now(),
+                    });
+                }
                 answer
             }
             Err(e) => {

@@ -122,6 +122,9 @@ pub struct PluginSpec {
     pub allowed_hosts: Vec<AllowedHost>,
     /// Largest outbound response body (config `max_response_size`).
     pub max_response_size: u64,
+    /// Auth only (config `reuse_instances`): a finished login's instance serves
+    /// later logins instead of a fresh one per login.
+    pub reuse_instances: bool,
 }
 
 /// Default `max_response_size`: a user-directory answer or a webhook reply is
@@ -139,6 +142,7 @@ impl PluginSpec {
             limits: PluginLimits::default(),
             allowed_hosts: Vec::new(),
             max_response_size: DEFAULT_MAX_RESPONSE_SIZE,
+            reuse_instances: false,
         }
     }
 }
@@ -171,7 +175,8 @@ impl PluginRuntime {
             .engine
             .load(&spec, engine::World::Auth)
             .with_context(|| what.clone())?;
-        let auth = auth::WasmAuthenticator::new(loaded).with_context(|| what)?;
+        let auth =
+            auth::WasmAuthenticator::new(loaded, spec.reuse_instances).with_context(|| what)?;
         Ok(Arc::new(auth))
     }
 

@@ -13,7 +13,8 @@
 //!   no wasm runs and only the host's own bound on the call can stop it;
 //! - auth `http:<url>`: GETs the URL; a 2xx logs in, anything else (including
 //!   a denied request) refuses with the error as the message;
-//! - anything else behaves. For storage, `stat` answers a file whose `size` is
+//! - anything else behaves. An account carries the attribute `logins`: how
+//!   many logins this instance has served (1 in a fresh one). For storage, `stat` answers a file whose `size` is
 //!   the number of calls this instance has served, so a test can see whether it
 //!   talks to the same instance or a fresh one; `list-dir` lists the session's
 //!   facts as names (`user=alice`, `attribute.root=x`, ...) in pages.
@@ -116,7 +117,10 @@ impl auth::Guest for TestLimits {
             home: "/".into(),
             permissions: Permissions::all(),
             limits: no_limits(),
-            attributes: vec![("from".into(), "test-limits".into())],
+            attributes: vec![
+                ("from".into(), "test-limits".into()),
+                ("logins".into(), count().to_string()),
+            ],
         })
     }
 }

@@ -20,10 +20,11 @@
 // | `blocklist_url` | optional: a text document of addresses and CIDR blocks (one per line, `#` comments) whose clients are refused before any password check; its origin must be in the section's `allowed_hosts`. Fetched over `wasi:http` and kept in the host's `cache` for `blocklist_ttl`; when it cannot be fetched every login is refused as unavailable |
 // | `blocklist_ttl` | how long a fetched blocklist is used (default `60s`; `0s` fetches it on every login) |
 //
-// Nothing is kept in memory between calls: the host may discard the instance
-// after each login (the blocklist lives in the host's `cache`).
+// Only the config is kept in memory, and nothing a later login needs: the host
+// may discard the instance after each login, or keep it for the next ones when
+// the site sets `reuse_instances` (the blocklist lives in the host's `cache`).
 
-import { get, getAll } from 'wasi:config/store@0.2.0-rc.1';
+import { getAll } from 'wasi:config/store@0.2.0-rc.1';
 import { verify } from 'wasmftpd:plugin/password@0.2.0';
 import * as cache from 'wasmftpd:plugin/cache@0.2.0';
 import { parseNetworks, inNetworks } from './networks.js';
@@ -52,12 +53,24 @@ function unavailable(why) {
   return refuse('unavailable', 'user store unavailable; see the server log');
 }
 
-function config(key) {
-  try {
-    return get(key) ?? undefined;
-  } catch (e) {
-    throw unavailable(`cannot read config key ${key}: ${JSON.stringify(e.payload ?? String(e))}`);
+// The whole config, read with one host call the first time an instance needs
+// it: each call out of the interpreter costs tens of microseconds, and the
+// config changes only with a reload, which brings new instances.
+let configValues;
+
+function allConfig() {
+  if (configValues === undefined) {
+    try {
+      configValues = new Map(getAll());
+    } catch (e) {
+      throw unavailable(`cannot read the config: ${JSON.stringify(e.payload ?? String(e))}`);
+    }
   }
+  return configValues;
+}
+
+function config(key) {
+  return allConfig().get(key);
 }
 
 function permissions(text, user) {
@@ -143,13 +156,7 @@ async function blocklist(url) {
 /** The account's `users.NAME.attributes.KEY` values, as (key, value) pairs. */
 function attributes(user) {
   const prefix = `users.${user}.attributes.`;
-  let all;
-  try {
-    all = getAll();
-  } catch (e) {
-    throw unavailable(`cannot read the config: ${JSON.stringify(e.payload ?? String(e))}`);
-  }
-  return all.filter(([k]) => k.startsWith(prefix)).map(([k, v]) => [k.slice(prefix.length), v]);
+  return [...allConfig()].filter(([k]) => k.startsWith(prefix)).map(([k, v]) => [k.slice(prefix.length), v]);
 }
 
 export const auth = {

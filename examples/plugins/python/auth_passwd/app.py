@@ -19,12 +19,15 @@ Configuration (the site's `auth.config`, read through `wasi:config/store`):
 Hashes are checked by the host (`wasmftpd:plugin/password`, contract 0.2):
 natively and in constant time.
 
-The file is read on every login (the host may discard the instance after
-each call), so edits take effect at once without a reload.
+The file is checked on every login, so edits take effect at once without a
+reload: a fresh instance reads it, and a warm one (the site's
+`reuse_instances`) reads it again when its size or modification time changed.
 """
 
 import json
+import os
 import sys
+import time
 from urllib.parse import quote, urlsplit
 
 from componentize_py_types import Err, Ok
@@ -67,13 +70,21 @@ def _unavailable():
     return _refuse(RefusalReason.UNAVAILABLE, "user store unavailable; see the server log")
 
 
+# The whole config, read with one host call the first time an instance needs
+# it: each call out of the interpreter costs tens of microseconds, and the
+# config changes only with a reload, which brings new instances.
+_config_values = None
+
+
 def _config(key, default):
-    try:
-        value = store.get(key)
-    except Err as e:
-        _log(f"cannot read config key {key}: {e.value}")
-        raise _unavailable() from None
-    return default if value is None else value
+    global _config_values
+    if _config_values is None:
+        try:
+            _config_values = dict(store.get_all())
+        except Err as e:
+            _log(f"cannot read the config: {e.value}")
+            raise _unavailable() from None
+    return _config_values.get(key, default)
 
 
 def _permissions(text):
@@ -91,21 +102,46 @@ def _permissions(text):
     return result
 
 
+# The parsed password file and the (size, mtime) it was parsed at: a warm
+# instance (the site's `reuse_instances`) re-reads the file only when it
+# changed; a fresh instance reads it once.
+_accounts = None
+
+# File times tick coarsely (a few ms), so a file modified this recently could
+# change again without its (size, mtime) changing: it is parsed again.
+_SETTLED_NS = 2_000_000_000
+
+
 def _find(path, user):
     """The stored hash of `user`, or None when the file does not list it."""
+    global _accounts
     try:
-        with open(path, encoding="utf-8") as f:
-            for line in f:
-                line = line.rstrip("\r\n")
-                if not line or line.startswith("#"):
-                    continue
-                name, sep, rest = line.partition(":")
-                if sep and name == user:
-                    return rest.split(":", 1)[0]
+        info = os.stat(path)
+        version = (path, info.st_size, info.st_mtime_ns)
+        settled = time.time_ns() - info.st_mtime_ns > _SETTLED_NS
+        if not settled or _accounts is None or _accounts[0] != version:
+            _accounts = (version, _parse(path))
     except OSError as e:
         _log(f"cannot read the password file {path}: {e.strerror}")
         raise _unavailable() from None
-    return None
+    except UnicodeDecodeError:
+        _log(f"the password file {path} is not UTF-8")
+        raise _unavailable() from None
+    return _accounts[1].get(user)
+
+
+def _parse(path):
+    """user -> stored hash, for every account line of the file."""
+    accounts = {}
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            line = line.rstrip("\r\n")
+            if not line or line.startswith("#"):
+                continue
+            name, sep, rest = line.partition(":")
+            if sep:
+                accounts.setdefault(name, rest.split(":", 1)[0])
+    return accounts
 
 
 def _get(url):
