@@ -11,8 +11,10 @@
 #         small  bench/clients.py small: 1,000 x 4 KiB STOR+RETR+DELE, Python ftplib
 #         login  bench/clients.py login: 8 processes, connect + USER/PASS + QUIT, 5 s
 # Environment: WASMFTPD (default target/release/wasmftpd), SIZE, TOP (default 40),
-#   STORAGE_CONFIG (TOML lines under [site.bench.storage.config]), PASS_LEN (12).
-# Needs perf (Debian's linux-perf; installed when missing).
+#   STORAGE_CONFIG (TOML lines under [site.bench.storage.config]), PASS_LEN (12),
+#   TOOL=strace: count the server's system calls (`strace -c -f`, all threads)
+#   instead of sampling its CPU.
+# Needs perf (Debian's linux-perf) or strace; installed when missing.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(dirname "$HERE")
@@ -21,7 +23,12 @@ WASMFTPD=${WASMFTPD:-$REPO/target/release/wasmftpd}
 SIZE=${SIZE:-1073741824}
 TOP=${TOP:-40}
 PASS_LEN=${PASS_LEN:-12}
-command -v perf >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq linux-perf >&2
+TOOL=${TOOL:-perf}
+case $TOOL in
+    perf) command -v perf >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq linux-perf >&2 ;;
+    strace) command -v strace >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq strace >&2 ;;
+    *) echo "profile.sh: TOOL is perf or strace" >&2; exit 2 ;;
+esac
 [ -x "$WASMFTPD" ] || { echo "profile.sh: no binary at $WASMFTPD (cargo build --release)" >&2; exit 1; }
 
 WORK=$(mktemp -d /dev/shm/wasmftpd-profile.XXXXXX)
@@ -77,6 +84,18 @@ run_case() {
         *) echo "profile.sh: unknown case $CASE" >&2; exit 2 ;;
     esac
 }
+
+if [ "$TOOL" = strace ]; then
+    strace -c -f -p "$PID" -o "$WORK/strace.txt" 2>/dev/null &
+    TRACER=$!
+    sleep 0.5
+    run_case >&2
+    kill -INT "$TRACER"
+    wait "$TRACER" || true
+    echo "# wasmftpd, case $CASE: system calls of all its threads (strace -c -f)"
+    cat "$WORK/strace.txt"
+    exit 0
+fi
 
 perf record -q -e cpu-clock -F 2000 -p "$PID" -o "$WORK/perf.data" >/dev/null 2>&1 &
 PERF=$!

@@ -3,12 +3,14 @@
 - The conformance kit (`wasmftpd plugin test`) runs its storage battery against
   every shipped storage plugin (Rust storage-fs, C storage-dir, Python
   storage-quota) and its auth battery against every auth plugin (Rust
-  auth-static, Python auth-passwd, JavaScript auth-rules). A plugin that breaks
-  the contract fails here.
+  auth-static, Python auth-passwd, JavaScript auth-rules, C auth-htpasswd). A
+  plugin that breaks the contract fails here.
 - The kit itself fails a plugin that misbehaves.
 - End to end: a site served by the Python auth plugin and the C storage plugin,
   and one by the JavaScript auth plugin and the quota-limited Python storage,
   driven by ftplib; per-user roots and quotas from the account (contract 0.2).
+  Password-file edits count at the next login (Python auth-passwd, C
+  auth-htpasswd).
 - Outbound HTTP from every language, each against a service started here on
   loopback and each denied (with an error naming the host) without the grant:
   Python auth-passwd's `attributes_url`, JavaScript auth-rules' `blocklist_url`
@@ -24,8 +26,10 @@ import ftplib
 import io
 import os
 import re
+import shutil
 import subprocess
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -79,6 +83,29 @@ def sha_crypt(password, scheme):
     out = subprocess.run(["openssl", "passwd", flag, "-stdin"], input=password + "\n",
                          capture_output=True, text=True, check=True)
     return out.stdout.strip()
+
+
+def bcrypt_hash(password):
+    """A `$2y$` bcrypt hash of cost 5, as `htpasswd -B` writes it, or None when
+    nothing here makes one: Python's bcrypt, htpasswd, or the C library's crypt
+    (libxcrypt) through the `crypt` module of Python < 3.13. `$2b$` and `$2y$`
+    are the same hash."""
+    try:
+        import bcrypt
+        made = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=5)).decode()
+    except ImportError:
+        if shutil.which("htpasswd"):
+            out = subprocess.run(["htpasswd", "-nbB", "-C", "5", "u", password],
+                                 capture_output=True, text=True, check=True)
+            return out.stdout.strip().split(":", 1)[1]
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                import crypt
+            made = crypt.crypt(password, crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=1 << 5))
+        except (ImportError, AttributeError, ValueError):
+            return None
+    return "$2y$" + made[4:] if made and made.startswith(("$2b$", "$2y$")) else None
 
 
 # ---- storage: the battery for every shipped storage plugin -------------------
@@ -189,6 +216,72 @@ def test_javascript_auth_rules_passes(plugins):
     assert_all_pass(proc)
 
 
+def test_c_auth_htpasswd_passes(plugins, tmp_path):
+    """auth-htpasswd (C) hands every hash to the host: SHA-crypt from openssl,
+    bcrypt `$2y$` as `htpasswd -B` writes it, argon2id from `wasmftpd
+    hash-password`."""
+    users = tmp_path / "users"
+    users.mkdir()
+    carl = bcrypt_hash("carl pw")
+    bcrypt_line = f"carl:{carl}\n" if carl else ""
+    (users / "htpasswd").write_text(
+        "# wasmftpd users\n\n"
+        f"alice:{sha_crypt('alice pw', 'sha512')}\n"
+        # A line copied from /etc/shadow keeps its other fields.
+        f"bob:{sha_crypt('b:o=b', 'sha256')}:19000:0:99999:7:::\r\n"
+        + bcrypt_line +
+        f"dora:{password_hash('dora pw')}\n"
+        f"eve:!{sha_crypt('eve', 'sha512')}\n"
+        "fred:*\n"
+        # Only the first line of a name counts.
+        f"alice:{sha_crypt('other pw', 'sha512')}\n"
+    )
+    expect = ["alice:alice pw=ok", "bob:b:o=b=ok", "dora:dora pw=ok", "eve:eve=disabled",
+              "fred:fred=disabled", "alice:other pw=refused", "zed:zed=refused"]
+    if bcrypt_line:
+        expect.append("carl:carl pw=ok")
+    proc = kit("--auth", plugins / "auth-htpasswd.wasm", "--dir", f"/={users}",
+               "--config", "home=/home/{user}", "--config", "permissions=read-only",
+               *(arg for e in expect for arg in ("--expect", e)))
+    passed = assert_all_pass(proc)
+    assert passed == 4 * (3 + bool(bcrypt_line)) + 4 + 4
+    assert "ok   login alice -> ok (home /home/alice, Permissions(READ | LIST))" in proc.stdout
+    if bcrypt_line:
+        assert "ok   login carl -> ok (home /home/carl," in proc.stdout
+
+    # Defaults: home `/`, every permission, the file at /htpasswd.
+    proc = kit("--auth", plugins / "auth-htpasswd.wasm", "--dir", f"/={users}",
+               "--expect", "alice:alice pw=ok")
+    assert_all_pass(proc)
+    assert "home /, Permissions(READ | WRITE | APPEND | DELETE | RENAME | MAKE_DIR | REMOVE_DIR | LIST | SET_TIME)" \
+        in proc.stdout
+
+
+def test_c_auth_htpasswd_is_unavailable_without_a_usable_store(plugins, tmp_path):
+    """No file, a hash the host cannot check, a bad config: every one is
+    `unavailable` (421), with the reason in the server log and never a hash."""
+    proc = kit("--auth", plugins / "auth-htpasswd.wasm", "--dir", f"/={tmp_path}",
+               "--config", "file=/users/htpasswd", "--expect", "alice:pw=unavailable")
+    assert "ok   login alice -> unavailable" in proc.stdout
+    assert "FAIL unknown user -> refused: got unavailable (user store unavailable; see the server log)" \
+        in proc.stdout
+    assert "auth-htpasswd: cannot read the password file /users/htpasswd: No such file or directory" \
+        in proc.stderr
+
+    (tmp_path / "htpasswd").write_text("gina:$6$rounds=lots$salt$hash\nhank:plaintext\n")
+    proc = kit("--auth", plugins / "auth-htpasswd.wasm", "--dir", f"/={tmp_path}",
+               "--expect", "gina:x=unavailable", "--expect", "hank:plaintext=unavailable")
+    assert_all_pass(proc)
+    assert "the hash of gina is malformed: invalid rounds= in SHA-crypt hash" in proc.stderr
+    assert "the hash of hank is not a format the host knows" in proc.stderr
+    assert "plaintext" not in proc.stderr and "salt" not in proc.stderr
+
+    proc = kit("--auth", plugins / "auth-htpasswd.wasm", "--dir", f"/={tmp_path}",
+               "--config", "permissions=everything", "--expect", "gina:x=unavailable")
+    assert "ok   login gina -> unavailable" in proc.stdout
+    assert 'config key permissions: "everything" is neither all nor read-only' in proc.stderr
+
+
 # ---- the kit catches plugins that break the contract ---------------------------
 
 def test_kit_fails_a_storage_plugin_that_refuses_writes(plugins):
@@ -232,6 +325,22 @@ def test_inspect_shows_world_version_and_imports(plugins):
     assert re.search(r"wasi:filesystem/preopens@0\.2\.\d+ +lists the directories", out)
     assert "wasi:config/store@0.2.0-rc.1" in out
     assert "wasi:sockets" not in out
+    assert "contract: wasmftpd:plugin 0.2.0 (this server speaks it)" in out
+
+
+def test_inspect_knows_contract_0_2_imports(plugins):
+    """An auth plugin that calls the host's password check and reaches the
+    network through wasi:http loads: inspect must say so, not refuse it."""
+    proc = kit(plugins / "auth-passwd.wasm", command="inspect")
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "world:    auth-plugin (exports wasmftpd:plugin/auth@0.2.0)" in out
+    assert "(this server speaks it)" in out
+    assert re.search(r"wasmftpd:plugin/password@0\.2\.0 +checks a password", out)
+    assert re.search(r"wasi:http/outgoing-handler@0\.2\.\d+ +outbound HTTP: only to the origins", out)
+    assert "will not load" not in out
+    events = kit(plugins / "notify.wasm", command="inspect")
+    assert "world:    event-plugin (exports wasmftpd:plugin/events@0.2.0)" in events.stdout
 
 
 def test_inspect_refuses_a_core_module(tmp_path):
@@ -362,6 +471,62 @@ def test_warm_auth_instances_see_password_file_edits_at_once(plugins, tmp_path):
         server.ftp("bob", "bob pw").quit()
         with pytest.raises(ftplib.error_perm, match="^530"):
             server.ftp("alice", "other pw")
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("reuse", [False, True], ids=["fresh", "reused"])
+def test_c_auth_htpasswd_serves_ftplib_and_sees_edits_at_once(plugins, tmp_path, reuse):
+    """A site with auth-htpasswd (C): the file is read at every login, so a
+    new password, a locked account and a missing file count at the next login,
+    with fresh or reused instances."""
+    users = tmp_path / "users"
+    users.mkdir()
+    htpasswd = users / "htpasswd"
+    htpasswd.write_text(f"alice:{sha_crypt('first pw', 'sha512')}\n")
+    old = time.time() - 3600
+    os.utime(htpasswd, (old, old))
+    root = tmp_path / "root"
+    (root / "alice").mkdir(parents=True)
+    config = site_config(
+        tmp_path,
+        auth=(plugins / "auth-htpasswd.wasm", {"home": "/{user}"}, {"/": users}),
+        storage=("builtin:storage-fs", {}, {"/": root}),
+        auth_keys=f"reuse_instances = {'true' if reuse else 'false'}",
+    )
+    server = start_server(config)
+    try:
+        client = server.ftp("alice", "first pw")
+        client.storbinary("STOR note.txt", io.BytesIO(b"from alice\n"))
+        client.quit()
+        assert (root / "alice" / "note.txt").read_bytes() == b"from alice\n"
+        with pytest.raises(ftplib.error_perm, match="^530"):
+            server.ftp("alice", "wrong")
+        with pytest.raises(ftplib.error_perm, match="^530"):
+            server.ftp("bob", "bob pw")
+
+        # A new password, same length, set back to another old time: only
+        # reading the file again tells.
+        htpasswd.write_text(f"alice:{sha_crypt('other pw', 'sha512')}\n")
+        os.utime(htpasswd, (old - 60, old - 60))
+        with pytest.raises(ftplib.error_perm, match="^530"):
+            server.ftp("alice", "first pw")
+        client = server.ftp("alice", "other pw")
+        assert retr(client, "note.txt") == b"from alice\n"
+        client.quit()
+
+        # bob added, alice locked.
+        htpasswd.write_text(f"alice:!locked\nbob:{bcrypt_hash('bob pw') or sha_crypt('bob pw', 'sha256')}\n")
+        (root / "bob").mkdir()
+        server.ftp("bob", "bob pw").quit()
+        with pytest.raises(ftplib.error_perm, match="^530"):
+            server.ftp("alice", "other pw")
+
+        # No file: 421, and the log says why.
+        htpasswd.unlink()
+        with pytest.raises(ftplib.error_temp, match="^421"):
+            server.ftp("bob", "bob pw")
+        server.wait_for_log("auth-htpasswd: cannot read the password file /htpasswd: No such file or directory")
     finally:
         server.stop()
 

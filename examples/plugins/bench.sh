@@ -30,6 +30,7 @@ for reuse in "" --reuse-instances; do
   mode="${reuse:+, reused instances}"
   run "rust auth-static, SHA-512-crypt$mode" --auth builtin:auth-static --config "users.u.password=$sha512" --login 'u:bench pw' --logins 50 $reuse
   run "python auth-passwd, SHA-512-crypt$mode" --auth "$plugins/auth-passwd.wasm" --dir "/=$users" --login 'u:bench pw' --logins 50 $reuse
+  run "c auth-htpasswd, SHA-512-crypt$mode" --auth "$plugins/auth-htpasswd.wasm" --dir "/=$users" --config file=/passwd --login 'u:bench pw' --logins 50 $reuse
   run "javascript auth-rules, SHA-512-crypt$mode" --auth "$plugins/auth-rules.wasm" --config "users.u.password=$sha512" --login 'u:bench pw' --logins 50 $reuse
   run "rust auth-static, SHA-256-crypt$mode" --auth builtin:auth-static --config "users.u.password=$sha256" --login 'u:bench pw' --logins 50 $reuse
   run "javascript auth-rules, SHA-256-crypt$mode" --auth "$plugins/auth-rules.wasm" --config "users.u.password=$sha256" --login 'u:bench pw' --logins 50 $reuse

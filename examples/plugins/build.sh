@@ -3,7 +3,8 @@
 #
 #   python/      auth-passwd.wasm, storage-quota.wasm   (componentize-py)
 #   javascript/  auth-rules.wasm                        (componentize-js)
-#   c/           storage-dir.wasm, notify.wasm          (wit-bindgen C + zig cc)
+#   c/           storage-dir.wasm, notify.wasm,         (wit-bindgen C + zig cc)
+#                auth-htpasswd.wasm
 #
 # Installs missing toolchains first (toolchains.sh). A language whose sources,
 # the WIT and this script are unchanged since its last build is skipped.
@@ -40,6 +41,6 @@ build() {  # build LANGUAGE OUTPUT...
   echo "example plugins: built $lang in $((SECONDS - started)) s"
 }
 
-build c storage-dir.wasm notify.wasm
+build c storage-dir.wasm notify.wasm auth-htpasswd.wasm
 build python auth-passwd.wasm storage-quota.wasm
 build javascript auth-rules.wasm

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the C example plugins:   bash build.sh OUT_DIR
-#   ->   OUT_DIR/storage-dir.wasm (storage-plugin world), OUT_DIR/notify.wasm (event-plugin world)
+#   ->   OUT_DIR/storage-dir.wasm (storage-plugin world), OUT_DIR/notify.wasm (event-plugin world),
+#        OUT_DIR/auth-htpasswd.wasm (auth-plugin world)
 #
 # For each plugin:
 # 1. wit-bindgen 0.61.1 writes C bindings for its world of wit/plugin.wit (contract 0.2);
@@ -37,3 +38,4 @@ build() {  # build NAME WORLD SOURCE
 
 build storage-dir storage-plugin storage-dir/storage_dir.c
 build notify event-plugin notify/notify.c
+build auth-htpasswd auth-plugin auth-htpasswd/auth_htpasswd.c

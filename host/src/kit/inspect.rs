@@ -12,9 +12,9 @@ use wasmtime::component::Component;
 use wasmtime::component::types::ComponentItem;
 use wasmtime::{Config, Engine};
 
-/// The contract this server speaks.
+/// The contract this server speaks: 0.2.0, and 0.1.0 through adapters.
 const PACKAGE: &str = "wasmftpd:plugin";
-const VERSION: &str = "0.1.0";
+const VERSIONS: [&str; 2] = ["0.2.0", "0.1.0"];
 
 /// A human-readable description of the component in `bytes`.
 pub fn describe(bytes: &[u8], with_functions: bool) -> anyhow::Result<String> {
@@ -57,25 +57,29 @@ pub fn describe(bytes: &[u8], with_functions: bool) -> anyhow::Result<String> {
         .filter_map(|(name, _)| {
             let (pkg, rest) = name.split_once('/')?;
             let (iface, version) = rest.split_once('@')?;
-            (pkg == PACKAGE && matches!(iface, "auth" | "storage")).then_some((iface, version))
+            (pkg == PACKAGE && matches!(iface, "auth" | "storage" | "events"))
+                .then_some((iface, version))
         })
         .collect();
     match worlds.as_slice() {
         [] => writeln!(
             out,
-            "world:    none: it exports neither {PACKAGE}/auth nor {PACKAGE}/storage, so it is not a plugin"
+            "world:    none: it exports none of {PACKAGE}/auth, /storage or /events, so it is not a plugin"
         )?,
         list => {
             for (iface, version) in list {
-                let world = if *iface == "auth" {
-                    "auth-plugin"
-                } else {
-                    "storage-plugin"
+                let world = match *iface {
+                    "auth" => "auth-plugin",
+                    "storage" => "storage-plugin",
+                    _ => "event-plugin",
                 };
-                let fit = if *version == VERSION {
+                let fit = if VERSIONS.contains(version) {
                     "this server speaks it".to_string()
                 } else {
-                    format!("this server speaks {VERSION} and will refuse it")
+                    format!(
+                        "this server speaks {} and will refuse it",
+                        VERSIONS.join(" and ")
+                    )
                 };
                 writeln!(
                     out,
@@ -151,8 +155,14 @@ fn reach(import: &str) -> &'static str {
             "network: the server grants plugins none (every socket call is refused)"
         }
         "wasmftpd:plugin/types" => "the contract's shared types (no functions)",
+        "wasmftpd:plugin/password" => {
+            "checks a password against a stored hash, natively (no access by itself)"
+        }
+        "wasmftpd:plugin/cache" => {
+            "a key-value store shared by this plugin's instances on its site"
+        }
         i if i.starts_with("wasi:http/") => {
-            "outbound HTTP: not provided by this server; the plugin will not load"
+            "outbound HTTP: only to the origins in the site's `allowed_hosts` (none by default)"
         }
         _ => "not provided by this server: the plugin will not load",
     }
