@@ -82,9 +82,14 @@ impl WarmInstances {
 
     /// The most recently used idle instance, if any.
     fn take(&self) -> Option<Warm> {
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        Self::drop_stale(&mut idle);
-        idle.pop()
+        let (warm, stale) = {
+            let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+            let stale = Self::drop_stale(&mut idle);
+            (idle.pop(), stale)
+        };
+        // Stores are dropped outside the lock: freeing an instance takes time.
+        drop(stale);
+        warm
     }
 
     fn give_back(&self, mut warm: Warm) {
@@ -93,16 +98,18 @@ impl WarmInstances {
             return;
         }
         warm.idle_since = Instant::now();
-        let stale = {
+        let unwanted = {
             let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-            let stale = Self::drop_stale(&mut idle);
+            let mut unwanted = Self::drop_stale(&mut idle);
             if idle.len() < self.max_idle {
                 idle.push(warm);
+            } else {
+                unwanted.push(warm);
             }
-            stale
+            unwanted
         };
         // Stores are dropped outside the lock: freeing an instance takes time.
-        drop(stale);
+        drop(unwanted);
     }
 
     /// Removes (and returns, to be dropped) instances idle for too long; the
