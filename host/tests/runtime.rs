@@ -918,8 +918,9 @@ async fn auth_instances_are_fresh_per_login_unless_the_site_reuses_them() {
         );
     }
     // A failed login's instance is discarded, never handed on: the next login
-    // gets a fresh one, and so does each after another failure.
-    for bad in ["trap", "loop", "alloc"] {
+    // gets a fresh one, and so does each after another failure, including an
+    // account that breaks the contract.
+    for bad in ["trap", "loop", "alloc", "many-attributes"] {
         let result = warm.login(&credentials(bad, "x")).await;
         assert!(
             matches!(result, Err(AuthError::PluginFailed(_))),

@@ -92,12 +92,12 @@ impl WarmInstances {
         warm
     }
 
+    /// Keeps `warm` (whose `idle_since` is now) for a later login, if it may serve more.
     fn give_back(&self, mut warm: Warm) {
         warm.logins += 1;
         if warm.logins >= MAX_LOGINS_PER_INSTANCE {
             return;
         }
-        warm.idle_since = Instant::now();
         let unwanted = {
             let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
             let mut unwanted = Self::drop_stale(&mut idle);
@@ -227,18 +227,10 @@ impl Authenticator for WasmAuthenticator {
                 Ok((instance, logins, answer))
             })
             .await;
-        let answer = match result {
-            Ok((instance, logins, answer)) => {
+        let (instance, logins, answer) = match result {
+            Ok(done) => {
                 self.context.record_call(store.data(), "login", None);
-                if let Some(warm) = &self.warm {
-                    warm.give_back(Warm {
-                        store,
-                        instance,
-                        logins,
-                        idle_since: Instant::now(),
-                    });
-                }
-                answer
+                done
             }
             Err(e) => {
                 let e: anyhow::Error = e.into();
@@ -248,7 +240,7 @@ impl Authenticator for WasmAuthenticator {
                 ));
             }
         };
-        match answer {
+        let outcome = match answer {
             Ok(account) => check_attributes(account).map_err(|why| {
                 AuthError::PluginFailed(
                     self.context.describe_failure("login", anyhow::anyhow!(why)),
@@ -259,7 +251,19 @@ impl Authenticator for WasmAuthenticator {
                 wit::RefusalReason::Disabled => AuthError::Disabled(refusal.message),
                 wit::RefusalReason::Unavailable => AuthError::Unavailable(refusal.message),
             }),
+        };
+        // An account that breaks the contract costs the instance, as a trap
+        // does (and as the log line says).
+        let broke_contract = matches!(outcome, Err(AuthError::PluginFailed(_)));
+        if let (Some(warm), false) = (&self.warm, broke_contract) {
+            warm.give_back(Warm {
+                store,
+                instance,
+                logins,
+                idle_since: Instant::now(),
+            });
         }
+        outcome
     }
 }
 

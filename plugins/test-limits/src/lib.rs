@@ -13,6 +13,8 @@
 //!   no wasm runs and only the host's own bound on the call can stop it;
 //! - auth `http:<url>`: GETs the URL; a 2xx logs in, anything else (including
 //!   a denied request) refuses with the error as the message;
+//! - auth `many-attributes`: an account with more attributes than the host
+//!   takes (a contract breach);
 //! - anything else behaves. An account carries the attribute `logins`: how
 //!   many logins this instance has served (1 in a fresh one). For storage, `stat` answers a file whose `size` is
 //!   the number of calls this instance has served, so a test can see whether it
@@ -112,15 +114,21 @@ impl auth::Guest for TestLimits {
         } else {
             misbehave(&credentials.user);
         }
+        let user = credentials.user;
         Ok(Account {
-            user: credentials.user,
+            user: user.clone(),
             home: "/".into(),
             permissions: Permissions::all(),
             limits: no_limits(),
-            attributes: vec![
-                ("from".into(), "test-limits".into()),
-                ("logins".into(), count().to_string()),
-            ],
+            attributes: if user == "many-attributes" {
+                // More than the host takes: a contract breach.
+                (0..100).map(|i| (format!("a{i}"), String::new())).collect()
+            } else {
+                vec![
+                    ("from".into(), "test-limits".into()),
+                    ("logins".into(), count().to_string()),
+                ]
+            },
         })
     }
 }
